@@ -1,0 +1,152 @@
+// green/detail/fiber.hpp — the control block of one green thread.
+//
+// Not part of the user's API: Greenlet<T> is the handle users hold. This
+// header is public only because Greenlet<T> is a template and sync/ and io/
+// build their waits on it.
+//
+// A Fiber is created by spawn(), owned by reference counts (one for the
+// runtime while the green thread is alive, one per Greenlet handle, one per
+// armed timer) and destroyed when the last reference goes. Its stack is a
+// separate resource: bound when the green thread first runs and returned to
+// the pool the moment it finishes, so "spawn a million, join them later"
+// holds a million small control blocks, not a million stacks.
+//
+// Life cycle (`status`):  created ──first run──▶ started ──body ends──▶ done
+// A green thread killed before its first run goes created ──▶ done without
+// running its body; its links still fire.
+//
+// Waiting (`park_word`) is the heart of "every wait has one winner": see
+// park.hpp. Interrupts (kill, Timeout) are described in fiber.cpp.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "green/detail/spin_lock.hpp"
+#include "green/detail/waiter.hpp"
+
+namespace green::detail {
+
+class Worker;
+class RuntimeCore;
+struct Stack;
+
+using Clock = std::chrono::steady_clock;
+using Deadline = Clock::time_point;
+inline constexpr Deadline kNoDeadline = Deadline::max();
+
+// Turns an optional relative timeout into an absolute deadline, saturating.
+inline Deadline deadline_after(Clock::duration timeout) noexcept {
+  const Deadline now = Clock::now();
+  if (timeout >= kNoDeadline - now) return kNoDeadline;
+  return now + (timeout < Clock::duration::zero() ? Clock::duration::zero() : timeout);
+}
+
+
+// One green::Timeout scope; lives on the green thread's stack, innermost first.
+struct TimeoutScope {
+  TimeoutScope* outer = nullptr;
+  Deadline deadline = kNoDeadline;
+  std::uint64_t id = 0;
+  bool fired = false;
+};
+
+// A value per green thread for green::local<T>.
+struct LocalSlot {
+  const void* key;
+  void* value;
+  void (*destroy)(void*);
+};
+
+class Fiber {
+ public:
+  enum Status : std::uint8_t { kCreated, kStarted, kDone };
+
+  Fiber() = default;
+  Fiber(const Fiber&) = delete;
+  Fiber& operator=(const Fiber&) = delete;
+  virtual ~Fiber();
+
+  // ---- identity ----------------------------------------------------------
+  std::uint64_t id = 0;
+  std::string name;
+  RuntimeCore* runtime = nullptr;
+
+  // ---- scheduling (owned by the worker that runs or parks it) -------------
+  void* context = nullptr;          // saved boost fcontext while switched out
+  Stack* stack = nullptr;           // bound at first run, returned at finish
+  std::size_t stack_size = 0;       // requested size; 0 = runtime default
+  Worker* pinned = nullptr;         // never leaves this worker when set
+  Worker* start_on = nullptr;       // preferred worker for the first run
+  Deadline start_at{};              // spawn_later: not before this instant
+  Fiber* registry_prev = nullptr;   // the runtime's list of live green threads
+  Fiber* registry_next = nullptr;
+  unsigned registry_shard = 0;
+  void* eh_caught = nullptr;        // C++ exception globals while switched out
+  unsigned eh_uncaught = 0;
+
+  // ---- waiting: see park.hpp ---------------------------------------------
+  // (seq << 1) | 1 while parked in wait number `seq`, (seq << 1) otherwise.
+  std::atomic<std::uint64_t> park_word{0};
+  std::uint64_t park_seq = 0;       // written only by the fiber itself
+  WakeReason wake_reason = WakeReason::none;  // written by the CAS winner
+  const char* wait_reason = "";     // what it is parked on, for dumps
+  // True while the worker runs the park's after-switch step: a waker may win
+  // the CAS during it, and the fiber then waits for the step to finish
+  // before it touches its Waiter again (see park() in fiber.cpp).
+  std::atomic<bool> publishing{false};
+
+  // ---- interrupts: kill and Timeout --------------------------------------
+  std::atomic<bool> interrupt_pending{false};
+  std::exception_ptr interrupt;     // guarded by `lock`
+  TimeoutScope* scopes = nullptr;   // innermost first; only the fiber touches it
+  std::uint64_t expired_scope = 0;  // a scope fired while parked: throw it
+
+  // ---- completion ----------------------------------------------------------
+  std::atomic<std::uint8_t> status{kCreated};
+  SpinLock lock;                    // guards interrupt, joiners, links
+  WaitList joiners;                 // parked in join(), woken at finish
+  std::vector<std::function<void(Fiber&)>> links;
+  std::exception_ptr error;         // set before status becomes kDone
+  bool exited = false;              // ended by GreenletExit
+  std::atomic<bool> observed{false};
+  std::vector<LocalSlot> locals;
+
+  // ---- ownership -----------------------------------------------------------
+  std::atomic<std::uint32_t> refs{1};
+  void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    // acq_rel: the last owner must see every write other owners made.
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  bool done() const noexcept { return status.load(std::memory_order_acquire) == kDone; }
+  bool started() const noexcept { return status.load(std::memory_order_acquire) != kCreated; }
+
+  // Runs the user's callable and stores its result; exceptions propagate.
+  virtual void run_body() = 0;
+
+  // Blocks the caller (green or plain thread) until this green thread is
+  // done or the deadline passes; returns done(). Honours kill and Timeout.
+  bool join(Deadline deadline);
+  // Delivers `exc` (GreenletExit when null) to this green thread. With
+  // `block`, waits until it is done or the deadline passes.
+  bool kill(std::exception_ptr exc, bool block, Deadline deadline);
+  // Calls `fn(*this)` once it is done (at once when it already is).
+  void link(std::function<void(Fiber&)> fn);
+  // error if not GreenletExit; marks it observed.
+  std::exception_ptr observe_error() noexcept;
+};
+
+inline void intrusive_ptr_add_ref(Fiber* f) noexcept { f->add_ref(); }
+inline void intrusive_ptr_release(Fiber* f) noexcept { f->release(); }
+
+// The green thread running on this OS thread, or null on a plain thread.
+Fiber* current_fiber() noexcept;
+
+}  // namespace green::detail

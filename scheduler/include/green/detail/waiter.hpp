@@ -1,0 +1,87 @@
+// green/detail/waiter.hpp — a parked party as wakers see it, and wait lists.
+//
+// See park.hpp for the protocol. This header has no dependency on Fiber so
+// that a Fiber can embed the list of green threads joining it.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace green::detail {
+
+class Fiber;
+enum class WakeReason : std::uint8_t { none, notified, timed_out, interrupted };
+
+// Parking state of a plain OS thread (one per thread, thread_local).
+struct ThreadParker {
+  std::atomic<std::uint64_t> park_word{0};
+  std::uint64_t park_seq = 0;
+  std::atomic<std::uint32_t> futex{0};
+  WakeReason wake_reason = WakeReason::none;
+};
+
+struct Waiter {
+  // Intrusive links for the primitive's wait list; touched under its lock.
+  Waiter* next = nullptr;
+  Waiter* prev = nullptr;
+  bool linked = false;
+  // Exactly one of these is set by park().
+  Fiber* fiber = nullptr;
+  ThreadParker* thread = nullptr;
+  std::uint64_t seq = 0;
+  // Free for the primitive: the item handed over, a requested count...
+  void* payload = nullptr;
+  std::uintptr_t tag = 0;
+};
+
+// Wakes the party parked through `w`. True if this call won the wake; false
+// if it was already woken, timed out or interrupted. Never blocks.
+// Call it while holding the lock that guards the wait list `w` is (or was)
+// on: a waiter that timed out takes that lock to unlink itself before its
+// stack frame (and the Waiter in it) goes away, so the lock keeps `w` alive.
+bool wake(Waiter& w) noexcept;
+
+// An intrusive FIFO of Waiters; the owner provides the locking.
+class WaitList {
+ public:
+  bool empty() const noexcept { return head_ == nullptr; }
+  Waiter* front() const noexcept { return head_; }
+  void push_back(Waiter& w) noexcept {
+    w.next = nullptr;
+    w.prev = tail_;
+    if (tail_) tail_->next = &w; else head_ = &w;
+    tail_ = &w;
+    w.linked = true;
+  }
+  void remove(Waiter& w) noexcept {
+    if (!w.linked) return;
+    if (w.prev) w.prev->next = w.next; else head_ = w.next;
+    if (w.next) w.next->prev = w.prev; else tail_ = w.prev;
+    w.next = w.prev = nullptr;
+    w.linked = false;
+  }
+  Waiter* pop_front() noexcept {
+    Waiter* w = head_;
+    if (w) remove(*w);
+    return w;
+  }
+  // Wakes waiters front to back until one accepts; returns it or null.
+  Waiter* wake_one() noexcept {
+    while (Waiter* w = pop_front())
+      if (wake(*w)) return w;
+    return nullptr;
+  }
+  // Wakes every waiter; returns how many accepted.
+  std::size_t wake_all() noexcept {
+    std::size_t n = 0;
+    while (Waiter* w = pop_front()) n += wake(*w) ? 1 : 0;
+    return n;
+  }
+
+ private:
+  Waiter* head_ = nullptr;
+  Waiter* tail_ = nullptr;
+};
+
+}  // namespace green::detail

@@ -1,0 +1,267 @@
+// green/greenlet.hpp — spawning green threads and the Greenlet handle.
+//
+//   auto g = green::spawn([](int x) { return x * 2; }, 21);
+//   int v = g.get();            // 42; blocks only the calling green thread
+//
+// spawn() never runs the new green thread inside the call: it becomes
+// runnable and starts when a worker picks it (gevent's "spawn = create +
+// schedule"). Children spawned by one green thread during one turn start in
+// the order they were spawned; a newer batch of children runs before older
+// queued work on the same worker (depth-first), which keeps few stacks alive
+// for trees of spawns. Any worker may run it (idle workers steal) unless
+// SpawnOptions::pinned is set.
+//
+// Blocking. join(), get() and kill(block) suspend only the calling green
+// thread; called from a plain OS thread they block that thread (futex). Each
+// honours an optional timeout, green::Timeout scopes and kill of the caller.
+//
+// Ownership. A Greenlet is a cheap, copyable, reference-counted handle; the
+// green thread runs to completion whether or not handles remain. If it ends
+// with an exception that nobody observes (get(), exception()), the exception
+// is reported once on stderr, with the green thread's id and name, when the
+// last handle goes. GreenletExit is never reported.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <boost/intrusive_ptr.hpp>
+
+#include "green/detail/fiber.hpp"
+#include "green/errors.hpp"
+
+namespace green {
+
+class Runtime;
+
+// How to spawn. Every field has a default; designated initialisers read well:
+//   green::spawn({.name = "reader", .pinned = true}, read_loop, sock);
+struct SpawnOptions {
+  std::string name;            // shown in reports and current_name()
+  std::size_t stack_size = 0;  // bytes; 0 = the runtime's default
+  int worker = -1;             // first run on this worker index; -1 = here
+  bool pinned = false;         // never migrate from the worker it starts on
+};
+
+namespace detail {
+
+template <class T>
+class ResultFiber : public Fiber {
+ public:
+  std::optional<T> value;
+};
+template <>
+class ResultFiber<void> : public Fiber {};
+
+template <class T, class Fn, class Tuple>
+class Task final : public ResultFiber<T> {
+ public:
+  Task(Fn fn, Tuple args) : fn_(std::move(fn)), args_(std::move(args)) {}
+  void run_body() override {
+    if constexpr (std::is_void_v<T>) {
+      std::apply(fn_, std::move(args_));
+    } else {
+      this->value.emplace(std::apply(fn_, std::move(args_)));
+    }
+  }
+
+ private:
+  Fn fn_;
+  Tuple args_;
+};
+
+// fiber.cpp: registers f with a runtime (the current one when rt is null)
+// and makes it runnable, now or at start_at. Throws Error outside a runtime.
+void submit(RuntimeCore* rt, Fiber* f, const SpawnOptions& opts, Deadline start_at);
+// Green threads done, in the order they finished (see joinall()).
+std::vector<Fiber*> join_many(const std::vector<Fiber*>& fibers, Deadline deadline,
+                              std::size_t count, bool raise_error);
+
+template <class F, class... Args>
+using SpawnResult = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;
+
+// fn(args...) can run in a green thread (and fn is not a SpawnOptions).
+template <class F, class... Args>
+concept Spawnable = !std::is_same_v<std::decay_t<F>, SpawnOptions> &&
+                    std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>;
+
+}  // namespace detail
+
+// Handle of a green thread whose body returns T.
+template <class T>
+class Greenlet {
+ public:
+  using value_type = T;
+
+  Greenlet() = default;
+  explicit Greenlet(detail::ResultFiber<T>* f) : f_(f) {}  // adopts one reference
+
+  bool valid() const noexcept { return f_ != nullptr; }
+  std::uint64_t id() const { return fiber().id; }
+  const std::string& name() const { return fiber().name; }
+
+  // gevent's states: started() once scheduled to run at least once... here:
+  // once it has begun running; ready()/dead() once it ended (any way).
+  bool started() const { return fiber().started(); }
+  bool ready() const { return fiber().done(); }
+  bool dead() const { return fiber().done(); }
+  // Running or waiting to run again: started and not yet ended.
+  explicit operator bool() const { return valid() && started() && !ready(); }
+  // Ended without an exception, or by GreenletExit (as in gevent).
+  bool successful() const { return ready() && !fiber().error; }
+  // Ended by GreenletExit (killed); get() then throws GreenletExit.
+  bool killed() const { return ready() && fiber().exited; }
+  // The exception it ended with (null if none or GreenletExit). Marks the
+  // exception observed, so it is not reported on stderr.
+  std::exception_ptr exception() const { return ready() ? fiber().observe_error() : nullptr; }
+
+  // Waits until it ends; false if the timeout passed first.
+  bool join() const { return fiber().join(detail::kNoDeadline); }
+  bool join(detail::Clock::duration timeout) const { return fiber().join(detail::deadline_after(timeout)); }
+
+  // Waits until it ends and returns its result (a reference valid while this
+  // handle lives), or rethrows its exception. Throws GreenletExit if it was
+  // killed, and TimeoutError (scope_id 0) if the timeout passes first.
+  decltype(auto) get() const { return get_until(detail::kNoDeadline); }
+  decltype(auto) get(detail::Clock::duration timeout) const {
+    return get_until(detail::deadline_after(timeout));
+  }
+
+  // Raises `exc` (GreenletExit by default) in the green thread at its current
+  // or next blocking call; a green thread killed before it started never runs
+  // its body. With block (the default), waits until it has ended; returns
+  // ready(). A second kill while one is pending is ignored. A green thread
+  // killing itself gets the exception thrown at once.
+  bool kill(bool block = true) const { return kill_ptr(nullptr, block, detail::kNoDeadline); }
+  template <class E>
+  bool kill(E exc, bool block = true) const {
+    return kill_ptr(std::make_exception_ptr(std::move(exc)), block, detail::kNoDeadline);
+  }
+  template <class E>
+  bool kill(E exc, detail::Clock::duration timeout) const {
+    return kill_ptr(std::make_exception_ptr(std::move(exc)), true, detail::deadline_after(timeout));
+  }
+  bool kill_ptr(std::exception_ptr exc, bool block, detail::Deadline deadline) const {
+    return fiber().kill(std::move(exc), block, deadline);
+  }
+
+  // Calls callback(*this) once it has ended, in the green thread that ends it
+  // (at once, in the caller, if it already has). Callbacks run in the order
+  // they were linked; an exception from one is reported and dropped.
+  void link(std::function<void(Greenlet)> callback) const {
+    fiber().link([cb = std::move(callback)](detail::Fiber& f) {
+      auto* rf = static_cast<detail::ResultFiber<T>*>(&f);
+      rf->add_ref();
+      cb(Greenlet(rf));
+    });
+  }
+
+  detail::Fiber* raw() const noexcept { return f_.get(); }
+
+ private:
+  detail::ResultFiber<T>& fiber() const {
+    if (!f_) throw Error("green::Greenlet: empty handle");
+    return *f_;
+  }
+  decltype(auto) get_until(detail::Deadline deadline) const {
+    auto& f = fiber();
+    if (!f.join(deadline)) throw TimeoutError(0);
+    if (auto e = f.observe_error()) std::rethrow_exception(e);
+    if (f.exited) throw GreenletExit();
+    if constexpr (std::is_void_v<T>) {
+      return;
+    } else {
+      return static_cast<const T&>(*f.value);
+    }
+  }
+
+  boost::intrusive_ptr<detail::ResultFiber<T>> f_{nullptr, false};
+};
+
+namespace detail {
+template <class F, class... Args>
+auto make_task(F&& fn, Args&&... args) {
+  using R = SpawnResult<F, Args...>;
+  using Tuple = std::tuple<std::decay_t<Args>...>;
+  return new Task<R, std::decay_t<F>, Tuple>(std::forward<F>(fn),
+                                             Tuple(std::forward<Args>(args)...));
+}
+template <class F, class... Args>
+auto spawn_on(RuntimeCore* rt, const SpawnOptions& opts, Deadline start_at, F&& fn,
+              Args&&... args) {
+  using R = SpawnResult<F, Args...>;
+  auto* task = make_task(std::forward<F>(fn), std::forward<Args>(args)...);
+  Greenlet<R> handle(task);  // the handle's reference
+  submit(rt, task, opts, start_at);
+  return handle;
+}
+}  // namespace detail
+
+// Spawns fn(args...) on the runtime of the calling green thread. Arguments
+// are copied or moved into the green thread. Throws green::Error when called
+// outside a green thread (use Runtime::spawn there).
+template <class F, class... Args>
+  requires detail::Spawnable<F, Args...>
+auto spawn(F&& fn, Args&&... args) {
+  return detail::spawn_on(nullptr, SpawnOptions{}, detail::Deadline{}, std::forward<F>(fn),
+                          std::forward<Args>(args)...);
+}
+template <class F, class... Args>
+auto spawn(const SpawnOptions& opts, F&& fn, Args&&... args) {
+  return detail::spawn_on(nullptr, opts, detail::Deadline{}, std::forward<F>(fn),
+                          std::forward<Args>(args)...);
+}
+
+// Spawns fn(args...) to start once `delay` has passed. Killing it before then
+// cancels it: its body never runs, its links fire.
+template <class F, class... Args>
+auto spawn_later(detail::Clock::duration delay, F&& fn, Args&&... args) {
+  return detail::spawn_on(nullptr, SpawnOptions{}, detail::deadline_after(delay),
+                          std::forward<F>(fn), std::forward<Args>(args)...);
+}
+
+// Waits for the green threads in `greenlets` (any range of Greenlet<...>)
+// to end, at most `timeout`. Returns the number that ended.
+//
+// joinall(gs, timeout, count, raise_error): stop once `count` have ended
+// (0 = all); with raise_error, rethrow the first exception in time order as
+// soon as it happens.
+template <class Range>
+std::size_t joinall(const Range& greenlets,
+                    std::optional<detail::Clock::duration> timeout = std::nullopt,
+                    std::size_t count = 0, bool raise_error = false) {
+  std::vector<detail::Fiber*> fibers;
+  for (const auto& g : greenlets) fibers.push_back(g.raw());
+  const auto deadline = timeout ? detail::deadline_after(*timeout) : detail::kNoDeadline;
+  return detail::join_many(fibers, deadline, count, raise_error).size();
+}
+
+// Kills every green thread in `greenlets` with GreenletExit (or `exc`) and,
+// with block, waits up to `timeout` for all of them to end; returns whether
+// all have. Each is killed once even if it appears twice.
+template <class Range>
+bool killall(const Range& greenlets, bool block = true,
+             std::optional<detail::Clock::duration> timeout = std::nullopt,
+             std::exception_ptr exc = nullptr) {
+  for (const auto& g : greenlets) g.kill_ptr(exc, false, detail::kNoDeadline);
+  if (!block) {
+    for (const auto& g : greenlets)
+      if (!g.ready()) return false;
+    return true;
+  }
+  std::vector<detail::Fiber*> fibers;
+  for (const auto& g : greenlets) fibers.push_back(g.raw());
+  const auto deadline = timeout ? detail::deadline_after(*timeout) : detail::kNoDeadline;
+  return detail::join_many(fibers, deadline, 0, false).size() == fibers.size();
+}
+
+}  // namespace green

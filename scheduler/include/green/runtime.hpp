@@ -1,0 +1,112 @@
+// green/runtime.hpp — the M:N runtime: m worker threads running n green threads.
+//
+//   green::Runtime rt;                       // one worker per core
+//   int total = rt.run([] {                  // the main green thread
+//     auto a = green::spawn(compute, 1);
+//     auto b = green::spawn(compute, 2);
+//     return a.get() + b.get();
+//   });
+//
+// Workers start in the constructor and park in epoll_wait when there is
+// nothing to do (an idle runtime uses no CPU). Several runtimes may live in one
+// process; a green thread belongs to the runtime that spawned it.
+//
+// Thread safety: every member may be called from any plain thread. spawn()
+// from a plain thread queues the green thread on the runtime's injection
+// queue; Greenlet::get() from a plain thread blocks that thread.
+//
+// Shutdown: shutdown() (and the destructor) raise GreenletExit in every live
+// green thread, wait for all of them to unwind (destructors run; a green
+// thread that catches GreenletExit and blocks again is killed again at that
+// call), then join the workers and unmap every stack. Calling it from one of
+// the runtime's own green threads throws green::Error (it would wait for
+// itself). A green thread that never reaches a blocking call keeps shutdown
+// waiting: green does not preempt.
+//
+// Stacks: each green thread gets its own stack of `stack_size` bytes
+// (default 256 KiB), committed lazily by the kernel as it is touched and
+// reused from a pool. While vm.max_map_count allows, each stack has a guard
+// page, and overflowing onto it aborts with "stack overflow in green thread
+// <id> (<name>)". Past that budget (about 16,000 stacks with the default
+// max_map_count of 65530) stacks come from unguarded slabs with a canary
+// checked at every switch: the same message, reported when the overflowing
+// green thread next switches out. Running out of memory for a stack makes
+// that green thread fail with green::SystemError (its get() throws).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <utility>
+
+#include "green/greenlet.hpp"
+
+namespace green {
+
+namespace detail {
+class RuntimeCore;
+}
+
+struct RuntimeOptions {
+  unsigned workers = 0;                 // 0 = std::thread::hardware_concurrency()
+  std::size_t stack_size = 256 * 1024;  // default stack per green thread, bytes
+};
+
+class Runtime {
+ public:
+  Runtime();
+  explicit Runtime(const RuntimeOptions& options);  // throws Error on bad options
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // Runs fn() as a green thread and blocks the calling plain thread until it
+  // ends; returns its result or rethrows its exception. Other green threads
+  // it spawned keep running. Throws Error if called from a green thread.
+  template <class F>
+  decltype(auto) run(F&& fn) {
+    using R = std::invoke_result_t<std::decay_t<F>>;
+    auto g = spawn(SpawnOptions{.name = "main"}, std::forward<F>(fn));
+    if constexpr (std::is_void_v<R>) {
+      g.get();
+    } else {
+      return R(g.get());
+    }
+  }
+
+  // Spawns fn(args...) from any thread (see green::spawn).
+  template <class F, class... Args>
+    requires detail::Spawnable<F, Args...>
+  auto spawn(F&& fn, Args&&... args) {
+    return detail::spawn_on(core(), SpawnOptions{}, detail::Deadline{}, std::forward<F>(fn),
+                            std::forward<Args>(args)...);
+  }
+  template <class F, class... Args>
+  auto spawn(const SpawnOptions& opts, F&& fn, Args&&... args) {
+    return detail::spawn_on(core(), opts, detail::Deadline{}, std::forward<F>(fn),
+                            std::forward<Args>(args)...);
+  }
+  template <class F, class... Args>
+  auto spawn_later(std::chrono::steady_clock::duration delay, F&& fn, Args&&... args) {
+    return detail::spawn_on(core(), SpawnOptions{}, detail::deadline_after(delay),
+                            std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+
+  // Kills every green thread and stops the workers (see above). Idempotent.
+  void shutdown();
+
+  unsigned workers() const noexcept;
+  // Green threads spawned and not yet ended.
+  std::size_t live_green_threads() const noexcept;
+  // Green threads switched to on worker i so far (for balance checks).
+  std::uint64_t switches_on(unsigned worker) const;
+  // Stacks handed out and not yet returned to the pool's free lists.
+  std::size_t stacks_in_use() const noexcept;
+
+  detail::RuntimeCore* core() const;
+
+ private:
+  std::unique_ptr<detail::RuntimeCore> core_;
+};
+
+}  // namespace green

@@ -1,0 +1,15 @@
+// errors.cpp — green's exception types.
+#include "green/errors.hpp"
+
+#include <cstring>
+
+#include "green/timeout.hpp"
+
+namespace green {
+
+SystemError::SystemError(int err, const std::string& what)
+    : Error(what + ": " + std::strerror(err)), code_(err) {}
+
+bool TimeoutError::is(const Timeout& scope) const noexcept { return scope.id() == scope_id_; }
+
+}  // namespace green

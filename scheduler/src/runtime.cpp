@@ -1,0 +1,42 @@
+// runtime.cpp — green::Runtime, the public face of RuntimeCore.
+#include "green/runtime.hpp"
+
+#include <thread>
+
+#include "runtime_core.hpp"
+
+namespace green {
+
+Runtime::Runtime() : Runtime(RuntimeOptions{}) {}
+
+Runtime::Runtime(const RuntimeOptions& options) {
+  detail::RuntimeConfig cfg;
+  cfg.workers = options.workers ? options.workers : std::max(1u, std::thread::hardware_concurrency());
+  if (cfg.workers > 1024) throw Error("green::Runtime: at most 1024 workers");
+  if (options.stack_size < 16 * 1024) throw Error("green::Runtime: stack_size below 16 KiB");
+  if (options.stack_size > (std::size_t{1} << 30)) throw Error("green::Runtime: stack_size above 1 GiB");
+  cfg.stack_size = options.stack_size;
+  core_ = std::make_unique<detail::RuntimeCore>(cfg);
+}
+
+Runtime::~Runtime() = default;  // ~RuntimeCore shuts down
+
+void Runtime::shutdown() { core_->shutdown(); }
+
+unsigned Runtime::workers() const noexcept { return core_->configured_workers(); }
+
+std::size_t Runtime::live_green_threads() const noexcept { return core_->live(); }
+
+std::uint64_t Runtime::switches_on(unsigned worker) const {
+  if (worker >= core_->worker_count()) throw Error("green::Runtime::switches_on: no such worker");
+  return core_->worker(worker).green_threads_run();
+}
+
+std::size_t Runtime::stacks_in_use() const noexcept { return core_->stacks().in_use(); }
+
+detail::RuntimeCore* Runtime::core() const {
+  if (core_->stopping()) throw Error("green::Runtime: spawn after shutdown");
+  return core_.get();
+}
+
+}  // namespace green

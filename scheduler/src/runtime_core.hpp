@@ -1,0 +1,106 @@
+// runtime_core.hpp — what a Runtime shares between its workers.
+//
+//   * the workers themselves;
+//   * the injection queue: spawns and wakes from plain threads;
+//   * the idle set and the spinning count (Go's rule): a new runnable green
+//     thread wakes at most one parked worker, and only when no worker is
+//     already spinning in search of work; a spinner that finds work wakes the
+//     next one, so parallelism ramps up one worker at a time;
+//   * the registry of live green threads (for shutdown), sharded by the
+//     worker that spawned them so that spawns on different workers do not
+//     contend on one lock;
+//   * the stack pool.
+//
+// Lost wake-ups are excluded the same way as in Go: whoever makes work
+// visible issues a seq_cst fence and then reads the idle count; a worker
+// about to park publishes itself as idle, fences, and then checks every queue
+// once more.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include <boost/lockfree/queue.hpp>
+
+#include "green/detail/fiber.hpp"
+#include "green/detail/spin_lock.hpp"
+#include "stack.hpp"
+#include "worker.hpp"
+
+namespace green::detail {
+
+struct RuntimeConfig {
+  unsigned workers = 0;
+  std::size_t stack_size = 0;
+};
+
+class RuntimeCore {
+ public:
+  explicit RuntimeCore(const RuntimeConfig& cfg);
+  ~RuntimeCore();
+
+  // Spawns f (registered, ref held by the runtime) from any thread.
+  void submit_new(Fiber* f);
+  // Makes a woken green thread runnable, from any thread.
+  void schedule(Fiber* f) noexcept;
+  // A parked worker that should search for work, if none is searching.
+  void wake_one_idle() noexcept;
+  // Kills every live green thread, waits for all to end, stops the workers.
+  void shutdown();
+
+  bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
+  bool workers_stopping() const noexcept { return stop_workers_.load(std::memory_order_acquire); }
+  unsigned worker_count() const noexcept { return static_cast<unsigned>(workers_.size()); }
+  unsigned configured_workers() const noexcept { return configured_workers_; }
+  Worker& worker(unsigned i) noexcept { return *workers_[i]; }
+  StackPool& stacks() noexcept { return stacks_; }
+  std::size_t live() const noexcept;
+
+  Fiber* pop_injected() noexcept;
+  bool has_injected() const noexcept { return injected_count_.load(std::memory_order_acquire) > 0; }
+  void inject(Fiber* f) noexcept;
+
+  // Idle protocol (worker side).
+  void enter_idle(Worker* w);
+  bool leave_idle(Worker* w);  // true if it was still listed
+  bool any_work_visible() const noexcept;
+  std::atomic<int> spinning{0};
+  std::atomic<int> idle_count{0};
+
+  // Registry (fiber.cpp).
+  void register_fiber(Fiber* f, unsigned shard);
+  void unregister_fiber(Fiber* f) noexcept;
+  std::uint64_t allocate_ids(std::uint64_t n) noexcept {
+    return next_id_.fetch_add(n, std::memory_order_relaxed);
+  }
+
+ private:
+  struct alignas(64) Shard {
+    SpinLock lock;
+    Fiber* head = nullptr;
+    std::atomic<std::size_t> count{0};  // written under lock, read without
+  };
+
+  unsigned configured_workers_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<Shard[]> shards_;
+  unsigned shard_count_;
+  StackPool stacks_;
+  boost::lockfree::queue<Fiber*> injected_{256};
+  std::atomic<std::int64_t> injected_count_{0};
+  std::mutex idle_mu_;
+  std::vector<Worker*> idle_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> stop_workers_{false};
+  std::mutex shutdown_mu_;  // one shutdown at a time
+  std::mutex done_mu_;      // with all_done_: "the last fiber ended"
+  std::condition_variable all_done_;
+  std::atomic<std::uint64_t> next_id_{1};
+  void notify_if_all_done() noexcept;
+};
+
+}  // namespace green::detail

@@ -1,0 +1,254 @@
+// stack.cpp — see stack.hpp for the policy.
+#include "stack.hpp"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <new>
+
+#include "green/errors.hpp"
+#include "green/detail/fiber.hpp"
+#include "switch.hpp"
+#include "worker.hpp"
+
+namespace green::detail {
+
+namespace {
+
+constexpr std::size_t kSlabStacks = 64;
+constexpr std::size_t kSharedPoolMax = 4096;
+constexpr long kMapsReserve = 32768;  // left for malloc, libraries, threads
+
+std::size_t page_size() {
+  static const std::size_t size = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  return size;
+}
+
+std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+
+// Process-wide: how many guarded stacks may exist at once.
+long guard_budget() {
+  static const long budget = [] {
+    long max_maps = 65530;
+    std::ifstream in("/proc/sys/vm/max_map_count");
+    in >> max_maps;
+    const long left = max_maps - kMapsReserve;
+    return left > 0 ? left / 2 : 0;
+  }();
+  return budget;
+}
+std::atomic<long> guarded_live{0};
+
+}  // namespace
+
+StackPool::StackPool(std::size_t default_size)
+    : default_size_(round_up(default_size, page_size())), shared_(256) {}
+
+StackPool::~StackPool() {
+  Stack* s = nullptr;
+  while (shared_.pop(s)) unmap(s);
+  for (Stack* t : slab_free_) delete t;
+  for (auto& [base, size] : slabs_) munmap(base, size);
+}
+
+Stack* StackPool::acquire(std::size_t size) {
+  const bool default_sized = size == 0 || round_up(size, page_size()) == default_size_;
+  Stack* s = nullptr;
+  if (default_sized && shared_.pop(s)) {
+    shared_count_.fetch_sub(1, std::memory_order_relaxed);
+  } else if (default_sized && guarded_live.load(std::memory_order_relaxed) >= guard_budget()) {
+    s = carve_from_slab();
+  } else {
+    s = map_guarded(default_sized ? default_size_ : round_up(size, page_size()));
+    s->pooled_size = default_sized;
+  }
+  in_use_.fetch_add(1, std::memory_order_relaxed);
+  return s;
+}
+
+void StackPool::release(Stack* s) noexcept {
+  in_use_.fetch_sub(1, std::memory_order_relaxed);
+  if (s->pooled_size &&
+      (!s->guard || shared_count_.load(std::memory_order_relaxed) < kSharedPoolMax)) {
+    // Slab stacks always come back here: they cannot be unmapped one by one.
+    shared_.push(s);
+    shared_count_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  unmap(s);
+}
+
+Stack* StackPool::map_guarded(std::size_t size) {
+  const std::size_t guard = page_size();
+  const std::size_t total = size + guard;
+  void* mem = mmap(nullptr, total, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+  if (mem == MAP_FAILED) {
+    throw SystemError(errno, "mmap green thread stack of " + std::to_string(size) +
+                                 " bytes (stacks in use: " + std::to_string(in_use()) + ")");
+  }
+  char* base = static_cast<char*>(mem);
+  if (mprotect(base, guard, PROT_NONE) != 0) {
+    const int err = errno;
+    munmap(mem, total);
+    throw SystemError(err, "mprotect guard page (vm.max_map_count reached?)");
+  }
+  auto* s = new Stack;
+  s->guard = base;
+  s->base = base + guard;
+  s->size = size;
+  s->mapped = total;
+#if GREEN_TSAN
+  s->tsan_fiber = __tsan_create_fiber(0);
+#endif
+  guarded_live.fetch_add(1, std::memory_order_relaxed);
+  return s;
+}
+
+Stack* StackPool::carve_from_slab() {
+  std::lock_guard lock(slab_mu_);
+  if (slab_free_.empty()) {
+    const std::size_t total = default_size_ * kSlabStacks;
+    void* mem = mmap(nullptr, total, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (mem == MAP_FAILED) {
+      throw SystemError(errno, "mmap slab of green thread stacks (stacks in use: " +
+                                   std::to_string(in_use()) + ")");
+    }
+    slabs_.emplace_back(static_cast<char*>(mem), total);
+    for (std::size_t i = 0; i < kSlabStacks; ++i) {
+      auto* s = new Stack;
+      s->base = static_cast<char*>(mem) + i * default_size_;
+      s->size = default_size_;
+      s->pooled_size = true;
+#if GREEN_TSAN
+      s->tsan_fiber = __tsan_create_fiber(0);
+#endif
+      slab_free_.push_back(s);
+    }
+  }
+  Stack* s = slab_free_.back();
+  slab_free_.pop_back();
+  return s;
+}
+
+void StackPool::unmap(Stack* s) noexcept {
+#if GREEN_TSAN
+  if (s->tsan_fiber) __tsan_destroy_fiber(s->tsan_fiber);
+#endif
+  if (s->guard) {
+    munmap(s->guard, s->mapped);
+    guarded_live.fetch_sub(1, std::memory_order_relaxed);
+    delete s;
+  }
+  // Slab stacks are only unmapped with their slab, in ~StackPool.
+}
+
+void prepare_stack_for_reuse(Stack* s) noexcept {
+  if (!s->guard) *reinterpret_cast<std::uint64_t*>(s->base) = kStackCanary;
+#if GREEN_ASAN
+  // Frames of the previous green thread that never returned (its entry
+  // function, the final switch) leave poisoned redzones behind.
+  __asan_unpoison_memory_region(s->base, s->size);
+#endif
+}
+
+// ---------------------------------------------------------------------------
+// Overflow reporting
+
+namespace {
+
+struct sigaction previous_segv;
+
+void write_str(const char* s) {
+  ssize_t r = write(STDERR_FILENO, s, std::strlen(s));
+  (void)r;
+}
+
+void write_u64(std::uint64_t v) {
+  char buf[24];
+  int i = sizeof buf;
+  buf[--i] = '\0';
+  do {
+    buf[--i] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v && i > 0);
+  write_str(buf + i);
+}
+
+// Async-signal-safe: write(2) only.
+[[noreturn]] void overflow_message_and_abort(const Fiber* f) {
+  write_str("stack overflow in green thread ");
+  write_u64(f->id);
+  write_str(" (");
+  write_str(f->name.empty() ? "unnamed" : f->name.c_str());
+  write_str(")\n");
+  signal(SIGABRT, SIG_DFL);
+  abort();
+}
+
+void on_segv(int sig, siginfo_t* info, void* uctx) {
+  Worker* w = current_worker();
+  const Fiber* f = w ? w->current() : nullptr;
+  if (f && f->stack && f->stack->guard) {
+    const char* addr = static_cast<const char*>(info->si_addr);
+    // The guard page, or just below it (a large frame can skip over it).
+    if (addr >= f->stack->guard - 64 * 1024 && addr < f->stack->base) overflow_message_and_abort(f);
+  }
+  // Not ours: hand over to whoever was there before (ASan, a crash handler)
+  // or to the default action.
+  if (previous_segv.sa_flags & SA_SIGINFO) {
+    if (previous_segv.sa_sigaction) {
+      previous_segv.sa_sigaction(sig, info, uctx);
+      return;
+    }
+  } else if (previous_segv.sa_handler != SIG_DFL && previous_segv.sa_handler != SIG_IGN) {
+    previous_segv.sa_handler(sig);
+    return;
+  }
+  signal(SIGSEGV, SIG_DFL);  // returning re-executes the access: default crash
+}
+
+}  // namespace
+
+void report_stack_overflow(const Fiber* f) noexcept { overflow_message_and_abort(f); }
+
+void* install_overflow_handler_for_thread() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa {};
+    sa.sa_sigaction = &on_segv;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &previous_segv);
+  });
+  stack_t current{};
+  if (sigaltstack(nullptr, &current) == 0 && !(current.ss_flags & SS_DISABLE)) return nullptr;
+  const std::size_t size = 64 * 1024;
+  void* mem = std::malloc(size);
+  if (!mem) return nullptr;
+  stack_t ss{};
+  ss.ss_sp = mem;
+  ss.ss_size = size;
+  if (sigaltstack(&ss, nullptr) != 0) {
+    std::free(mem);
+    return nullptr;
+  }
+  return mem;
+}
+
+void remove_overflow_handler_for_thread(void* token) noexcept {
+  if (!token) return;
+  stack_t ss{};
+  ss.ss_flags = SS_DISABLE;
+  sigaltstack(&ss, nullptr);
+  std::free(token);
+}
+
+}  // namespace green::detail

@@ -1,0 +1,441 @@
+// worker.cpp — the worker loop, picking, stealing, parking and switching.
+// See worker.hpp for the search order and runtime_core.hpp for the idle
+// protocol. Invariants kept here:
+//
+//   * A fiber is in at most one place: running (current_), the next slot,
+//     the burst, a deque, an inbox, the injection queue, or parked (owned by
+//     whatever will wake it). Moving it is always a hand-over, never a copy.
+//   * A pinned fiber never enters a deque, so no thief can take it: every
+//     queueing of a pinned fiber goes through its worker's inbox, except the
+//     next slot of its own worker (which thieves never touch).
+//   * `this` is not used after jump() returns: the caller may have resumed on
+//     another worker's thread. Code after a switch re-reads current_worker().
+#include "worker.hpp"
+
+#include <cxxabi.h>
+#include <pthread.h>
+
+#include <boost/context/detail/fcontext.hpp>
+#include <cstdio>
+#include <cstdlib>
+
+#include "fiber_internal.hpp"
+#include "runtime_core.hpp"
+#include "stack.hpp"
+#include "switch.hpp"
+
+namespace green::detail {
+
+namespace ctx = boost::context::detail;
+
+namespace {
+thread_local Worker* tls_worker = nullptr;
+constexpr std::size_t kStackCacheMax = 64;
+constexpr auto kSpinFor = std::chrono::microseconds(50);
+}  // namespace
+
+Worker* current_worker() noexcept {
+  // The asm keeps even LTO from hoisting the TLS load out of a caller's loop.
+  Worker* w = tls_worker;
+  asm volatile("" : "+r"(w));
+  return w;
+}
+
+EhGlobals* eh_globals() noexcept {
+  return reinterpret_cast<EhGlobals*>(abi::__cxa_get_globals());
+}
+
+Worker::Worker(RuntimeCore* rt, unsigned index)
+    : rt_(rt), index_(index), rng_(0x9e3779b9u * (index + 1)) {
+  burst_.reserve(kBurstMax);
+  stack_cache_.reserve(kStackCacheMax);
+}
+
+Worker::~Worker() {
+  timers_.clear();
+  for (Stack* s : stack_cache_) rt_->stacks().release(s);
+}
+
+void Worker::start() { thread_ = std::thread([this] { main(); }); }
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+std::uint64_t Worker::next_id() noexcept {
+  if (id_next_ == id_end_) {
+    constexpr std::uint64_t kBlock = 1024;
+    id_next_ = rt_->allocate_ids(kBlock);
+    id_end_ = id_next_ + kBlock;
+  }
+  return id_next_++;
+}
+
+// ---------------------------------------------------------------------------
+// Switching
+
+void Worker::resume_after_switch(ctx::transfer_t t) {
+  // Copy first: `after` may recycle the stack the message lives on.
+  const SwitchMsg m = *static_cast<SwitchMsg*>(t.data);
+  Worker* w = current_worker();
+  if (m.from) {
+    m.from->context = t.fctx;
+  } else {
+    w->sched_context_ = t.fctx;
+  }
+  if (m.after) m.after(m.arg, m.from, w);
+}
+
+void Worker::fiber_entry(ctx::transfer_t t) {
+#if GREEN_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
+#endif
+  resume_after_switch(t);
+  Fiber* self = current_worker()->current();
+  run_fiber(self);
+  current_worker()->exit_fiber(self);
+}
+
+[[gnu::noinline]] void Worker::jump(Fiber* from, Fiber* to, SwitchMsg* msg,
+                                    bool from_is_finishing) {
+  if (from && !from->stack->guard &&
+      *reinterpret_cast<const std::uint64_t*>(from->stack->base) != kStackCanary)
+    report_stack_overflow(from);
+
+  EhGlobals* eh = eh_globals();
+  if (from) {
+    from->eh_caught = eh->caught_exceptions;
+    from->eh_uncaught = eh->uncaught_exceptions;
+  } else {
+    sched_eh_caught_ = eh->caught_exceptions;
+    sched_eh_uncaught_ = eh->uncaught_exceptions;
+  }
+  if (to) {
+    eh->caught_exceptions = to->eh_caught;
+    eh->uncaught_exceptions = to->eh_uncaught;
+    runs_.store(runs_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  } else {
+    eh->caught_exceptions = sched_eh_caught_;
+    eh->uncaught_exceptions = sched_eh_uncaught_;
+  }
+  current_ = to;
+  void* target = to ? to->context : sched_context_;
+
+#if GREEN_ASAN
+  void* fake_stack = nullptr;
+  const void* bottom = to ? to->stack->base : thread_stack_bottom_;
+  std::size_t size = to ? to->stack->size : thread_stack_size_;
+  __sanitizer_start_switch_fiber(from_is_finishing ? nullptr : &fake_stack, bottom, size);
+#else
+  (void)from_is_finishing;
+#endif
+#if GREEN_TSAN
+  __tsan_switch_to_fiber(to ? to->stack->tsan_fiber : thread_tsan_fiber_, 0);
+#endif
+
+  ctx::transfer_t t = ctx::jump_fcontext(target, msg);
+
+#if GREEN_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+#endif
+  resume_after_switch(t);
+}
+
+void Worker::suspend(Fiber* self, void (*after)(void*, Fiber*, Worker*), void* arg) {
+  Fiber* next = pick_local();
+  SwitchMsg msg{self, after, arg};
+  jump(self, next, &msg, false);
+}
+
+namespace {
+void after_exit(void*, Fiber* from, Worker* w) {
+  Stack* s = from->stack;
+  from->stack = nullptr;
+  w->release_stack(s);
+  from->release();  // the runtime's reference
+}
+}  // namespace
+
+void Worker::exit_fiber(Fiber* self) {
+  Fiber* next = pick_local();
+  SwitchMsg msg{self, &after_exit, nullptr};
+  jump(self, next, &msg, true);
+  std::abort();  // unreachable: nobody resumes a finished fiber
+}
+
+void Worker::run_from_scheduler(Fiber* f) {
+  SwitchMsg msg{nullptr, nullptr, nullptr};
+  jump(nullptr, f, &msg, false);
+}
+
+// ---------------------------------------------------------------------------
+// Stacks
+
+Stack* Worker::acquire_stack(std::size_t size) {
+  if ((size == 0 || size == rt_->stacks().default_size()) && !stack_cache_.empty()) {
+    Stack* s = stack_cache_.back();
+    stack_cache_.pop_back();
+    return s;
+  }
+  return rt_->stacks().acquire(size);
+}
+
+void Worker::release_stack(Stack* s) noexcept {
+  if (s->pooled_size && stack_cache_.size() < kStackCacheMax) {
+    stack_cache_.push_back(s);
+    return;
+  }
+  rt_->stacks().release(s);
+}
+
+bool Worker::prepare_to_run(Fiber* f) {
+  if (f->context) return true;  // already running before: resume it
+  if (f->start_at != Deadline{}) {
+    // spawn_later: park it on our timers until it is due. Killing it wakes
+    // it early; then it starts, sees the interrupt and never runs its body.
+    const Deadline at = f->start_at;
+    f->start_at = Deadline{};
+    if (at > Clock::now()) {
+      const std::uint64_t seq = ++f->park_seq;
+      f->wait_reason = "spawn_later";
+      f->park_word.store((seq << 1) | 1, std::memory_order_seq_cst);
+      timers_.push(at, f, seq);
+      if (f->interrupt_pending.load(std::memory_order_seq_cst))
+        try_wake_fiber(f, seq, WakeReason::interrupted);
+      return false;
+    }
+  }
+  try {
+    f->stack = acquire_stack(f->stack_size);
+  } catch (...) {
+    complete_unstarted(f, std::current_exception());
+    f->release();
+    return false;
+  }
+  prepare_stack_for_reuse(f->stack);
+  f->context = ctx::make_fcontext(f->stack->top(), f->stack->size, &fiber_entry);
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Queues
+
+void Worker::push_overflow(Fiber* f) noexcept { rt_->inject(f); }
+
+void Worker::enqueue_back(Fiber* f) noexcept {
+  if (f->pinned) {
+    f->pinned->post(f);
+  } else if (!deque_.push_back(f)) {
+    push_overflow(f);
+  }
+}
+
+void Worker::enqueue_front(Fiber* f) noexcept {
+  if (f->pinned) {
+    f->pinned->post(f);
+  } else if (!deque_.push_front(f)) {
+    push_overflow(f);
+  }
+}
+
+void Worker::schedule_local(Fiber* f) noexcept {
+  if (f->pinned && f->pinned != this) {
+    f->pinned->post(f);
+    return;
+  }
+  if (next_streak_ < kNextStreak) {
+    Fiber* kicked = next_;
+    next_ = f;
+    if (kicked) {
+      enqueue_back(kicked);
+      announce_work();
+    }
+  } else {
+    enqueue_front(f);
+    announce_work();
+  }
+}
+
+void Worker::spawn_local(Fiber* f) noexcept {
+  burst_.push_back(f);
+  if (burst_.size() >= kBurstMax) flush_burst();
+}
+
+void Worker::flush_burst() noexcept {
+  // Reverse, so that LIFO popping starts the first-spawned sibling first.
+  for (auto it = burst_.rbegin(); it != burst_.rend(); ++it) enqueue_back(*it);
+  burst_.clear();
+  announce_work();
+}
+
+void Worker::announce_work() noexcept {
+  // Pairs with the fence in park_in_hub(): either we see the idle worker, or
+  // it sees our work when it re-checks.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (rt_->idle_count.load(std::memory_order_relaxed) > 0) rt_->wake_one_idle();
+}
+
+void Worker::post(Fiber* f) noexcept {
+  inbox_.push(f);
+  inbox_size_.fetch_add(1, std::memory_order_seq_cst);
+  if (parked_.load(std::memory_order_seq_cst)) hub_.wake();
+}
+
+Fiber* Worker::pop_inbox() noexcept {
+  if (inbox_size_.load(std::memory_order_acquire) == 0) return nullptr;
+  Fiber* f = nullptr;
+  if (!inbox_.pop(f)) return nullptr;
+  inbox_size_.fetch_sub(1, std::memory_order_relaxed);
+  return f;
+}
+
+bool Worker::fire_timers() {
+  if (timers_.empty()) return false;
+  return timers_.fire_due(Clock::now(), [](Fiber* f, std::uint64_t seq) {
+           try_wake_fiber(f, seq, WakeReason::timed_out);
+         }) > 0;
+}
+
+Fiber* Worker::pick_fair() {
+  Fiber* f = pop_inbox();
+  if (!f) f = rt_->pop_injected();
+  fire_timers();
+  if (hub_.has_watchers()) hub_.poll(0);
+  return f;
+}
+
+Fiber* Worker::pick_local() {
+  if (!burst_.empty()) flush_burst();
+  for (;;) {
+    Fiber* f = nullptr;
+    if (++tick_ == kFairTick) {
+      tick_ = 0;
+      f = pick_fair();
+    }
+    if (!f && next_) {
+      f = next_;
+      next_ = nullptr;
+      ++next_streak_;
+    } else {
+      next_streak_ = 0;
+      if (!f) f = deque_.pop_back();
+      if (!f) f = pop_inbox();
+      if (!f) f = rt_->pop_injected();
+      if (!f) return nullptr;
+    }
+    if (prepare_to_run(f)) return f;
+  }
+}
+
+Fiber* Worker::steal_work() {
+  const unsigned n = rt_->worker_count();
+  if (n < 2) return nullptr;
+  rng_ ^= rng_ << 13;
+  rng_ ^= rng_ >> 17;
+  rng_ ^= rng_ << 5;
+  const unsigned start = rng_ % n;
+  for (unsigned i = 0; i < n; ++i) {
+    Worker& victim = rt_->worker((start + i) % n);
+    if (&victim == this) continue;
+    const std::uint32_t available = victim.deque_.size_approx();
+    if (available == 0) continue;
+    Fiber* first = nullptr;
+    for (std::uint32_t k = 0; k < (available + 1) / 2; ++k) {
+      Fiber* f = victim.deque_.steal();
+      if (!f) break;
+      if (!first) {
+        first = f;
+      } else {
+        enqueue_back(f);
+      }
+    }
+    if (first) return first;
+  }
+  return nullptr;
+}
+
+// ---------------------------------------------------------------------------
+// The loop
+
+void Worker::stop_spinning() noexcept {
+  if (!spinning_) return;
+  spinning_ = false;
+  // The last spinner to find work wakes another, so that if more work is
+  // queued, a second worker comes looking (Go's "spinning M" rule).
+  if (rt_->spinning.fetch_sub(1, std::memory_order_seq_cst) == 1) rt_->wake_one_idle();
+}
+
+Fiber* Worker::find_runnable() {
+  Deadline spin_until{};
+  for (;;) {
+    if (rt_->workers_stopping()) return nullptr;
+    Fiber* f = pick_local();
+    if (!f && fire_timers()) continue;
+    if (!f && hub_.has_watchers() && hub_.poll(0) > 0) continue;
+    if (!f) {
+      f = steal_work();
+      if (f && !prepare_to_run(f)) continue;
+    }
+    if (f) {
+      stop_spinning();
+      return f;
+    }
+    const Deadline now = Clock::now();
+    if (spin_until == Deadline{}) spin_until = now + kSpinFor;
+    if (now < spin_until) {
+      for (int i = 0; i < 32; ++i) __builtin_ia32_pause();
+      continue;
+    }
+    park_in_hub();
+    spin_until = Deadline{};
+  }
+}
+
+void Worker::park_in_hub() {
+  if (spinning_) {
+    spinning_ = false;
+    rt_->spinning.fetch_sub(1, std::memory_order_seq_cst);
+  }
+  rt_->enter_idle(this);
+  parked_.store(true, std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  const bool work = rt_->any_work_visible() ||
+                    inbox_size_.load(std::memory_order_relaxed) > 0 || rt_->workers_stopping();
+  if (!work) {
+    const Deadline next = timers_.next_deadline();
+    int timeout_ms = -1;
+    if (next != kNoDeadline) {
+      const auto left = next - Clock::now();
+      timeout_ms = left <= Clock::duration::zero()
+                       ? 0
+                       : static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
+    }
+    hub_.poll(timeout_ms);
+  }
+  parked_.store(false, std::memory_order_relaxed);
+  rt_->leave_idle(this);
+  if (woken_to_spin.exchange(false, std::memory_order_acq_rel)) spinning_ = true;
+}
+
+void Worker::main() {
+  tls_worker = this;
+  altstack_ = install_overflow_handler_for_thread();
+#if GREEN_ASAN
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    void* addr = nullptr;
+    std::size_t size = 0;
+    pthread_attr_getstack(&attr, &addr, &size);
+    thread_stack_bottom_ = addr;
+    thread_stack_size_ = size;
+    pthread_attr_destroy(&attr);
+  }
+#endif
+#if GREEN_TSAN
+  thread_tsan_fiber_ = __tsan_get_current_fiber();
+#endif
+  while (Fiber* f = find_runnable()) run_from_scheduler(f);
+  remove_overflow_handler_for_thread(altstack_);
+  tls_worker = nullptr;
+}
+
+}  // namespace green::detail

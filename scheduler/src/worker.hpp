@@ -1,0 +1,156 @@
+// worker.hpp — one OS worker thread: its run queues, hub, timers and loop.
+//
+// Where a worker looks for the next green thread (pick_local, then find):
+//   1. every kFairTick-th pick: the inbox, the injection queue and due timers
+//      first, so neither starves behind local work;
+//   2. the `next` slot: the green thread this worker just woke, which gets
+//      the rest of the waker's turn (hand-off without a queue trip). A wake
+//      lands there only while fewer than kNextStreak picks in a row came from
+//      it; past that it goes to the front of the deque, so two green threads
+//      waking each other cannot starve the rest;
+//   3. the deque (run_queue.hpp), newest first;
+//   4. the inbox (pinned green threads woken by other threads), then the
+//      injection queue (spawns and wakes from plain threads);
+//   and, only from the scheduler context when those are empty: due timers,
+//   its hub without blocking, a steal of half of a random victim's deque, a
+//   short spin over all of that, and finally parking in its hub.
+//
+// Spawn order. Green threads spawned during one turn of their parent are held
+// in `burst` and pushed onto the deque in reverse when the parent switches out
+// (or the burst fills): the deque is LIFO, so siblings start in the order
+// they were spawned (gevent's "1A 2A 1B 2B" holds on one worker), while a
+// newer burst still runs before older work (depth-first, see run_queue.hpp).
+//
+// Switching. A green thread that blocks switches straight to the next green
+// thread when pick_local() finds one, and to the scheduler context otherwise.
+// The step that must happen after the switch (publish a waiter, requeue a
+// yielder, free a finished stack) travels with the switch (SwitchMsg) and
+// runs on the far side, when the old stack is no longer in use.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include <boost/context/detail/fcontext.hpp>
+#include <boost/lockfree/queue.hpp>
+
+#include "green/detail/fiber.hpp"
+#include "hub.hpp"
+#include "run_queue.hpp"
+#include "timers.hpp"
+
+namespace green::detail {
+
+class RuntimeCore;
+
+// What runs on the far side of a switch, with the party that switched out.
+struct SwitchMsg {
+  Fiber* from;  // null: the scheduler context
+  void (*after)(void* arg, Fiber* from, Worker* w);
+  void* arg;
+};
+
+class Worker {
+ public:
+  static constexpr std::uint32_t kFairTick = 61;
+  static constexpr std::uint32_t kNextStreak = 32;
+  static constexpr std::size_t kBurstMax = 64;
+
+  Worker(RuntimeCore* rt, unsigned index);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void start();  // launches the thread
+  void join();   // after the runtime asked every worker to stop
+
+  // ---- called on this worker's thread ------------------------------------
+  // Makes f runnable here (a wake: next slot, or deque front past the streak).
+  void schedule_local(Fiber* f) noexcept;
+  // A freshly spawned green thread: joins the current burst.
+  void spawn_local(Fiber* f) noexcept;
+  // Switches the running green thread out; `after` runs past the switch.
+  void suspend(Fiber* self, void (*after)(void*, Fiber*, Worker*), void* arg);
+  // The final switch of a finished green thread. Never returns.
+  [[noreturn]] void exit_fiber(Fiber* self);
+  void arm_timer(Deadline at, Fiber* f, std::uint64_t seq) { timers_.push(at, f, seq); }
+  // Requeues a runnable green thread behind everything queued here (yield).
+  void enqueue_front(Fiber* f) noexcept;
+  Stack* acquire_stack(std::size_t size);
+  void release_stack(Stack* s) noexcept;
+
+  // ---- any thread -----------------------------------------------------------
+  // A pinned green thread woken elsewhere, or a spawn aimed at this worker.
+  void post(Fiber* f) noexcept;
+  Fiber* steal_one() noexcept { return deque_.steal(); }
+  std::uint32_t queued_approx() const noexcept {
+    return deque_.size_approx() + inbox_size_.load(std::memory_order_relaxed);
+  }
+
+  Hub& hub() noexcept { return hub_; }
+  RuntimeCore* runtime() const noexcept { return rt_; }
+  unsigned index() const noexcept { return index_; }
+  Fiber* current() const noexcept { return current_; }
+  std::uint64_t green_threads_run() const noexcept { return runs_.load(std::memory_order_relaxed); }
+  std::uint64_t next_id() noexcept;
+
+  // Set by the idle machinery when it wakes this worker to search for work.
+  std::atomic<bool> woken_to_spin{false};
+
+ private:
+  void main();
+  Fiber* pick_local();      // non-blocking, any context
+  Fiber* pick_fair();       // inbox, injection queue, timers
+  Fiber* find_runnable();   // scheduler context: may steal, spin, park
+  Fiber* steal_work();
+  Fiber* pop_inbox() noexcept;
+  bool fire_timers();
+  void flush_burst() noexcept;
+  void push_overflow(Fiber* f) noexcept;
+  void enqueue_back(Fiber* f) noexcept;
+  void announce_work() noexcept;
+  void stop_spinning() noexcept;
+  static void resume_after_switch(boost::context::detail::transfer_t t);
+  [[noreturn]] static void fiber_entry(boost::context::detail::transfer_t t);
+  bool prepare_to_run(Fiber* f);  // first run: stack, spawn_later
+  void run_from_scheduler(Fiber* f);
+  void jump(Fiber* from, Fiber* to, SwitchMsg* msg, bool from_is_finishing);
+  void park_in_hub();
+
+  RuntimeCore* rt_;
+  unsigned index_;
+  std::thread thread_;
+  Fiber* current_ = nullptr;
+  void* sched_context_ = nullptr;  // the scheduler's fcontext while a fiber runs
+  void* sched_eh_caught_ = nullptr;
+  unsigned sched_eh_uncaught_ = 0;
+  const void* thread_stack_bottom_ = nullptr;  // for ASan fiber switches
+  std::size_t thread_stack_size_ = 0;
+  void* thread_tsan_fiber_ = nullptr;
+  void* altstack_ = nullptr;
+
+  Fiber* next_ = nullptr;
+  std::uint32_t next_streak_ = 0;
+  std::uint32_t tick_ = 0;
+  std::uint32_t rng_;
+  std::vector<Fiber*> burst_;
+  WorkDeque deque_;
+  boost::lockfree::queue<Fiber*> inbox_{64};
+  std::atomic<std::uint32_t> inbox_size_{0};
+  std::atomic<bool> parked_{false};
+  TimerHeap timers_;
+  Hub hub_;
+  std::vector<Stack*> stack_cache_;
+  std::uint64_t id_next_ = 0, id_end_ = 0;
+  std::atomic<std::uint64_t> runs_{0};
+  bool spinning_ = false;
+};
+
+// The worker running on this OS thread, or null. Not inlined on purpose: the
+// compiler may cache a thread_local's address across a call, and a green
+// thread that switched out may resume on another worker's thread.
+[[gnu::noinline]] Worker* current_worker() noexcept;
+
+}  // namespace green::detail
