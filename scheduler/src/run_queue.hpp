@@ -27,6 +27,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "fence.hpp"
+
 namespace green::detail {
 
 class Fiber;
@@ -73,7 +75,7 @@ class WorkDeque {
     bottom_.store(b, std::memory_order_relaxed);
     // Orders our bottom store before reading top, pairing with the fence in
     // steal(): either the thief sees the smaller bottom or we see its top.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    full_fence();
     std::uint64_t t = top_.load(std::memory_order_relaxed);
     const std::int32_t size = static_cast<std::int32_t>(b - index(t));
     if (size < 0) {  // was empty
@@ -95,7 +97,7 @@ class WorkDeque {
   // (the caller simply moves on to another victim or tries again).
   Fiber* steal() noexcept {
     std::uint64_t t = top_.load(std::memory_order_acquire);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    full_fence();
     const std::uint32_t b = bottom_.load(std::memory_order_acquire);
     if (static_cast<std::int32_t>(b - index(t)) <= 0) return nullptr;
     Fiber* f = slots_[index(t) & kMask].load(std::memory_order_relaxed);

@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "fence.hpp"
 #include "fiber_internal.hpp"
 #include "runtime_core.hpp"
 #include "stack.hpp"
@@ -270,7 +271,7 @@ void Worker::flush_burst() noexcept {
 void Worker::announce_work() noexcept {
   // Pairs with the fence in park_in_hub(): either we see the idle worker, or
   // it sees our work when it re-checks.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  full_fence();
   if (rt_->idle_count.load(std::memory_order_relaxed) > 0) rt_->wake_one_idle();
 }
 
@@ -397,7 +398,7 @@ void Worker::park_in_hub() {
   }
   rt_->enter_idle(this);
   parked_.store(true, std::memory_order_seq_cst);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  full_fence();
   const bool work = rt_->any_work_visible() ||
                     inbox_size_.load(std::memory_order_relaxed) > 0 || rt_->workers_stopping();
   if (!work) {

@@ -46,7 +46,7 @@ class Runtime;
 // How to spawn. Every field has a default; designated initialisers read well:
 //   green::spawn({.name = "reader", .pinned = true}, read_loop, sock);
 struct SpawnOptions {
-  std::string name;            // shown in reports and current_name()
+  std::string name{};          // shown in reports and current_name()
   std::size_t stack_size = 0;  // bytes; 0 = the runtime's default
   int worker = -1;             // first run on this worker index; -1 = here
   bool pinned = false;         // never migrate from the worker it starts on
@@ -103,7 +103,7 @@ class Greenlet {
   using value_type = T;
 
   Greenlet() = default;
-  explicit Greenlet(detail::ResultFiber<T>* f) : f_(f) {}  // adopts one reference
+  explicit Greenlet(detail::ResultFiber<T>* f) : f_(f, false) {}  // adopts one reference
 
   bool valid() const noexcept { return f_ != nullptr; }
   std::uint64_t id() const { return fiber().id; }

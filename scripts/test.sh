@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The whole test suite, three times: an optimised build, ThreadSanitizer, and
+# AddressSanitizer+UndefinedBehaviorSanitizer. Installs what is missing first.
+# Each build lives in its own folder (build-release, build-tsan, build-asan).
+#
+#   scripts/test.sh                 all three
+#   scripts/test.sh release         one of: release tsan asan
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+jobs=$(nproc)
+configs=("$@")
+[[ ${#configs[@]} -eq 0 ]] && configs=(release tsan asan)
+
+# Sanitizer reports fail the run: halt_on_error makes any report a non-zero exit.
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
+export ASAN_OPTIONS="halt_on_error=1 detect_leaks=1 ${ASAN_OPTIONS:-}"
+export UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1 ${UBSAN_OPTIONS:-}"
+
+status=0
+summary=()
+for cfg in "${configs[@]}"; do
+  case "$cfg" in
+    release) sanitize="" ;;
+    tsan) sanitize="thread" ;;
+    asan) sanitize="address" ;;
+    *) echo "unknown configuration $cfg (release, tsan, asan)" >&2; exit 2 ;;
+  esac
+  dir="build-$cfg"
+  echo "=== [$cfg] configure + build ($dir)"
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_SANITIZE="$sanitize" \
+        -DGREEN_BUILD_BENCH=$([[ $cfg == release ]] && echo ON || echo OFF) >/dev/null
+  cmake --build "$dir" -j "$jobs"
+  echo "=== [$cfg] ctest"
+  start=$(date +%s)
+  if ctest --test-dir "$dir" -j "$jobs" --output-on-failure --timeout 300; then
+    summary+=("$cfg: passed in $(( $(date +%s) - start ))s")
+  else
+    summary+=("$cfg: FAILED")
+    status=1
+  fi
+done
+echo "=== summary"
+printf '  %s\n' "${summary[@]}"
+exit $status
