@@ -32,9 +32,11 @@ std::size_t page_size() {
 
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 
-// Process-wide: how many guarded stacks may exist at once.
+// Process-wide: how many guarded stacks may exist at once. The environment
+// variable GREEN_STACK_GUARD_BUDGET overrides it (0: slab stacks only).
 long guard_budget() {
   static const long budget = [] {
+    if (const char* env = std::getenv("GREEN_STACK_GUARD_BUDGET")) return std::atol(env);
     long max_maps = 65530;
     std::ifstream in("/proc/sys/vm/max_map_count");
     in >> max_maps;
@@ -182,6 +184,11 @@ void write_u64(std::uint64_t v) {
   write_str(buf + i);
 }
 
+bool addr_below(const void* addr, const char* base) {
+  const char* a = static_cast<const char*>(addr);
+  return a < base && a >= base - 64 * 1024;
+}
+
 // Async-signal-safe: write(2) only.
 [[noreturn]] void overflow_message_and_abort(const Fiber* f) {
   write_str("stack overflow in green thread ");
@@ -200,6 +207,8 @@ void on_segv(int sig, siginfo_t* info, void* uctx) {
     const char* addr = static_cast<const char*>(info->si_addr);
     // The guard page, or just below it (a large frame can skip over it).
     if (addr >= f->stack->guard - 64 * 1024 && addr < f->stack->base) overflow_message_and_abort(f);
+  } else if (f && f->stack && addr_below(info->si_addr, f->stack->base)) {
+    overflow_message_and_abort(f);  // a slab stack ran off the slab's end
   }
   // Not ours: hand over to whoever was there before (ASan, a crash handler)
   // or to the default action.

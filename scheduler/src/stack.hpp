@@ -16,6 +16,8 @@
 //     address, checked every time its green thread switches out; a smashed
 //     canary prints the same message and aborts. Overflow is still detected,
 //     only later and without a guarantee that nothing else was overwritten.
+//     GREEN_STACK_GUARD_BUDGET=N in the environment sets the budget by hand
+//     (0: slab stacks only).
 //   * Stacks are reused hottest-first: a per-worker cache (owner only, no
 //     atomics) in front of a shared lock-free pool. Only default-sized stacks
 //     are pooled; a custom-sized one is unmapped when its green thread ends.

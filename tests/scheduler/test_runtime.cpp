@@ -1,0 +1,355 @@
+// The M:N runtime as a whole: stealing, fairness, migration, scale, shutdown,
+// idle CPU, stack overflow, and a randomised stress test.
+#include <green/green.hpp>
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <random>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "baton.hpp"
+
+using namespace std::chrono_literals;
+using green::testing::Baton;
+
+namespace {
+
+#if GREEN_TEST_SANITIZED
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
+void spin_for(std::chrono::microseconds d) {
+  const auto until = std::chrono::steady_clock::now() + d;
+  while (std::chrono::steady_clock::now() < until) {
+  }
+}
+
+TEST(Runtime, DefaultWorkerCountIsTheCoreCount) {
+  green::Runtime rt;
+  EXPECT_EQ(rt.workers(), std::max(1u, std::thread::hardware_concurrency()));
+}
+
+TEST(Runtime, IdleWorkersStealFromABusyOne) {
+  green::Runtime rt({.workers = 2});
+  constexpr int kCount = 10'000;
+  std::vector<std::atomic<int>> ran_on(2);
+  rt.spawn({.worker = 0, .pinned = true}, [&] {
+    std::vector<green::Greenlet<void>> gs;
+    gs.reserve(kCount);
+    for (int i = 0; i < kCount; ++i) {
+      gs.push_back(green::spawn([&] {
+        spin_for(5us);
+        ran_on[green::this_worker()]++;
+      }));
+    }
+    green::joinall(gs);
+  }).get();
+  EXPECT_EQ(ran_on[0] + ran_on[1], kCount);
+  EXPECT_GT(ran_on[0].load(), 0);
+  EXPECT_GT(ran_on[1].load(), 0) << "worker 1 never stole from worker 0";
+  EXPECT_GT(rt.switches_on(1), 0u);
+}
+
+TEST(Runtime, PingPongDoesNotStarveACpuBoundGreenThread) {
+  green::Runtime rt({.workers = 1});
+  rt.run([] {
+    Baton to_a, to_b;
+    std::atomic<bool> stop{false};
+    std::atomic<long> exchanges{0};
+    auto a = green::spawn([&] {
+      while (!stop) {
+        to_b.post();
+        to_a.wait();
+        ++exchanges;
+      }
+      to_b.post();
+    });
+    auto b = green::spawn([&] {
+      while (!stop) {
+        to_b.wait();
+        to_a.post();
+      }
+      to_a.post();
+    });
+    // CPU-bound, yielding now and then: must get turns although a and b are
+    // always runnable through the hand-off slot.
+    auto cpu = green::spawn([&] {
+      for (int i = 0; i < 100; ++i) {
+        spin_for(10us);
+        green::yield();
+      }
+      stop = true;
+    });
+    ASSERT_TRUE(cpu.join(20s)) << "the CPU-bound green thread was starved";
+    ASSERT_TRUE(a.join(5s));
+    ASSERT_TRUE(b.join(5s));
+    EXPECT_GT(exchanges.load(), 100);
+  });
+}
+
+TEST(Runtime, GreenThreadMigratesAndKeepsItsExceptionState) {
+  green::Runtime rt({.workers = 2});
+  static constexpr int kHops = kSanitized ? 500 : 5000;
+  rt.run([] {
+    int migrations = 0;
+    int last_worker = green::this_worker();
+    for (int i = 0; i < kHops; ++i) {
+      const int target = i % 2;
+      try {
+        throw std::runtime_error("hop " + std::to_string(i));
+      } catch (const std::exception&) {
+        // Block inside the catch block: the joined green thread is pinned to
+        // `target`, and its completion usually wakes us there (unless it
+        // ended before we parked).
+        green::spawn({.worker = target, .pinned = true}, [] {}).join();
+        if (green::this_worker() != last_worker) ++migrations;
+        last_worker = green::this_worker();
+        try {
+          throw;  // needs this green thread's own exception state
+        } catch (const std::runtime_error& again) {
+          ASSERT_EQ(std::string(again.what()), "hop " + std::to_string(i));
+        }
+      }
+      ASSERT_EQ(std::uncaught_exceptions(), 0);
+    }
+    EXPECT_GT(migrations, kHops / 2) << "the green thread hardly ever changed workers";
+  });
+}
+
+TEST(Runtime, PinnedGreenThreadNeverMoves) {
+  green::Runtime rt({.workers = 2});
+  auto g = rt.spawn({.worker = 1, .pinned = true}, [] {
+    for (int i = 0; i < 2000; ++i) {
+      // Woken from the other worker each time.
+      green::spawn({.worker = 0, .pinned = true}, [] {}).join();
+      if (green::this_worker() != 1) return false;
+      green::yield();
+      if (green::this_worker() != 1) return false;
+    }
+    return true;
+  });
+  EXPECT_TRUE(g.get());
+}
+
+TEST(Runtime, MillionGreenThreadsAliveAtOnce) {
+  constexpr int kCount = kSanitized ? 20'000 : 1'000'000;
+  green::Runtime rt({.workers = 2});
+  rt.run([&] {
+    std::atomic<int> parked{0};
+    auto gate = std::make_shared<Baton>();
+    std::atomic<int> released{0};
+    std::vector<green::Greenlet<void>> gs;
+    gs.reserve(kCount);
+    // Every green thread blocks on one shared baton until all are alive.
+    for (int i = 0; i < kCount; ++i) {
+      gs.push_back(green::spawn([&, gate] {
+        parked.fetch_add(1);
+        gate->wait();
+        released.fetch_add(1);
+        gate->post();  // pass it on
+      }));
+    }
+    const auto deadline = std::chrono::steady_clock::now() + 100s;
+    while (parked.load() < kCount && std::chrono::steady_clock::now() < deadline)
+      green::sleep(1ms);
+    ASSERT_EQ(parked.load(), kCount);
+    EXPECT_EQ(released.load(), 0);
+    EXPECT_GE(rt.live_green_threads(), static_cast<std::size_t>(kCount));
+    gate->post();
+    green::joinall(gs);
+    EXPECT_EQ(released.load(), kCount);
+  });
+  EXPECT_EQ(rt.live_green_threads(), 0u);
+}
+
+TEST(Runtime, ShutdownKillsLiveGreenThreadsAndRunsTheirDestructors) {
+  constexpr int kCount = 10'000;
+  std::atomic<int> unwound{0};
+  struct Guard {
+    std::atomic<int>* n;
+    ~Guard() { n->fetch_add(1); }
+  };
+  std::atomic<int> started{0};
+  auto t0 = std::chrono::steady_clock::now();
+  {
+    green::Runtime rt({.workers = 2});
+    for (int i = 0; i < kCount; ++i) {
+      rt.spawn([&] {
+        Guard g{&unwound};
+        started.fetch_add(1);
+        green::sleep(1h);
+      });
+    }
+    // Also some that never started and one that swallows GreenletExit once.
+    rt.spawn_later(1h, [] { ADD_FAILURE() << "a spawn_later body ran during shutdown"; });
+    rt.spawn([] {
+      try {
+        green::sleep(1h);
+      } catch (const green::GreenletExit&) {
+        green::sleep(1h);  // killed again by shutdown
+      }
+    });
+    while (started.load() < kCount && std::chrono::steady_clock::now() - t0 < 60s)
+      std::this_thread::yield();
+    ASSERT_EQ(started.load(), kCount);
+    rt.shutdown();
+    EXPECT_EQ(rt.live_green_threads(), 0u);
+    EXPECT_EQ(rt.stacks_in_use(), 0u);
+    EXPECT_THROW(rt.spawn([] {}), green::Error);
+  }
+  EXPECT_EQ(unwound.load(), kCount);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 60s);
+}
+
+TEST(Runtime, IdleRuntimeUsesNoCpu) {
+  green::Runtime rt({.workers = 2});
+  // Let everything settle: spin phases end within microseconds.
+  rt.spawn([] { green::sleep(50ms); }).get();
+  std::this_thread::sleep_for(50ms);
+  timespec a{}, b{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
+  const auto wall0 = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(2s);
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
+  const double cpu = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+  EXPECT_LT(cpu / wall, 0.01) << "idle runtime used " << cpu << " s of CPU in " << wall << " s";
+}
+
+TEST(Runtime, TimersFireWhileAllWorkersAreIdle) {
+  green::Runtime rt({.workers = 2});
+  const auto t0 = std::chrono::steady_clock::now();
+  auto g = rt.spawn([] {
+    for (int i = 0; i < 5; ++i) green::sleep(10ms);
+  });
+  g.get();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(took, 50ms);
+  EXPECT_LT(took, 5s);
+}
+
+TEST(Runtime, CrossWorkerWakes) {
+  green::Runtime rt({.workers = 2});
+  constexpr int kRounds = kSanitized ? 2000 : 20000;
+  Baton ping, pong;
+  auto a = rt.spawn({.worker = 0, .pinned = true}, [&] {
+    for (int i = 0; i < kRounds; ++i) {
+      ping.post();
+      if (!pong.wait(green::detail::deadline_after(10s))) return false;
+    }
+    return true;
+  });
+  auto b = rt.spawn({.worker = 1, .pinned = true}, [&] {
+    for (int i = 0; i < kRounds; ++i) {
+      if (!ping.wait(green::detail::deadline_after(10s))) return false;
+      pong.post();
+    }
+    return true;
+  });
+  EXPECT_TRUE(a.get());
+  EXPECT_TRUE(b.get());
+}
+
+TEST(Runtime, PlainThreadWaitsOnAGreenThreadAndViceVersa) {
+  green::Runtime rt({.workers = 2});
+  Baton from_plain, from_green;
+  auto g = rt.spawn([&] {
+    from_plain.wait();
+    from_green.post();
+    return 1;
+  });
+  std::thread plain([&] {
+    from_plain.post();
+    from_green.wait();
+  });
+  plain.join();
+  EXPECT_EQ(g.get(), 1);
+  // A plain thread's timed wait times out.
+  Baton never;
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(never.wait(green::detail::deadline_after(30ms)));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 30ms);
+}
+
+void recurse(volatile char* previous, int depth) {
+  volatile char frame[1024];
+  for (auto& c : frame) c = static_cast<char>(depth);  // touch the whole frame
+  frame[0] = previous ? previous[0] : 0;
+  if (depth > 0) recurse(frame, depth - 1);
+  // Deepest point: a blocking call switches the green thread out.
+  green::yield();
+  frame[1] = frame[0];
+}
+
+TEST(RuntimeDeathTest, GuardPageOverflowIsReported) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        green::Runtime rt({.workers = 1});
+        rt.spawn({.name = "deep", .stack_size = 64 * 1024}, [] { recurse(nullptr, 1000); }).join();
+      },
+      "stack overflow in green thread [0-9]+ \\(deep\\)");
+}
+
+TEST(RuntimeDeathTest, SlabStackOverflowIsReportedAtTheNextSwitch) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        setenv("GREEN_STACK_GUARD_BUDGET", "0", 1);
+        green::Runtime rt({.workers = 1, .stack_size = 64 * 1024});
+        // Keep a neighbour below so the overflow lands in the slab.
+        auto a = rt.spawn([] { green::sleep(1h); });
+        rt.spawn({.name = "slab"}, [] { recurse(nullptr, 70); }).join();
+      },
+      "stack overflow in green thread [0-9]+ \\(slab\\)");
+}
+
+TEST(Runtime, RandomisedStress) {
+  green::Runtime rt({.workers = 2});
+  const auto budget = kSanitized ? 2s : 5s;
+  std::atomic<long> finished{0}, killed{0};
+  rt.run([&] {
+    const auto end = std::chrono::steady_clock::now() + budget;
+    std::mt19937 rng(12345);
+    std::vector<green::Greenlet<int>> live;
+    while (std::chrono::steady_clock::now() < end) {
+      const int op = static_cast<int>(rng() % 6);
+      if (op <= 1 || live.size() < 8) {
+        const int work = static_cast<int>(rng() % 4);
+        live.push_back(green::spawn([work, &finished] {
+          for (int k = 0; k < work; ++k) {
+            if (k % 2) green::yield(); else green::sleep(std::chrono::microseconds(50 * k));
+          }
+          finished++;
+          return work;
+        }));
+      } else if (op == 2) {
+        auto& g = live[rng() % live.size()];
+        if (g.kill(rng() % 2 == 0)) killed++;
+      } else if (op == 3) {
+        auto& g = live[rng() % live.size()];
+        g.join(std::chrono::microseconds(rng() % 200));
+      } else if (op == 4) {
+        green::yield();
+      } else {
+        // Reap the dead.
+        std::erase_if(live, [](const green::Greenlet<int>& g) { return g.ready(); });
+        if (live.size() > 2000) green::joinall(live);
+      }
+    }
+    green::killall(live);
+    for (auto& g : live) EXPECT_TRUE(g.ready());
+  });
+  EXPECT_GT(finished.load(), 100);
+  EXPECT_EQ(rt.live_green_threads(), 0u);
+}
+
+}  // namespace
