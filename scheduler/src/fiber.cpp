@@ -82,6 +82,11 @@ bool expire_scope(Fiber* f, Deadline now) {
   return true;
 }
 
+// Cheap pre-check for the common case: nothing to throw.
+inline bool has_interrupt(const Fiber* f) noexcept {
+  return f->interrupt_pending.load(std::memory_order_relaxed) || f->expired_scope != 0;
+}
+
 struct ParkStep {
   Waiter* waiter;
   PublishFn* publish;
@@ -156,7 +161,7 @@ WakeReason park(Waiter& w, Deadline deadline, PublishFn publish, const char* wha
   Fiber* self = current_fiber();
   if (!self) return park_thread(w, deadline, &publish);
 
-  throw_if_interrupted();
+  if (has_interrupt(self)) throw_if_interrupted();
   Deadline timer = deadline;
   if (self->scopes) {
     const Deadline now = Clock::now();
@@ -485,9 +490,9 @@ void yield() {
     std::this_thread::yield();
     return;
   }
-  detail::throw_if_interrupted();
+  if (detail::has_interrupt(self)) detail::throw_if_interrupted();
   detail::current_worker()->suspend(self, &detail::after_yield, nullptr);
-  detail::throw_if_interrupted();
+  if (detail::has_interrupt(self)) detail::throw_if_interrupted();
 }
 
 bool in_green_thread() noexcept { return current_fiber() != nullptr; }

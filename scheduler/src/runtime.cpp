@@ -34,6 +34,12 @@ std::uint64_t Runtime::switches_on(unsigned worker) const {
 
 std::size_t Runtime::stacks_in_use() const noexcept { return core_->stacks().in_use(); }
 
+std::size_t Runtime::green_threads_with_stack() const noexcept {
+  std::int64_t n = 0;
+  for (unsigned i = 0; i < core_->worker_count(); ++i) n += core_->worker(i).stacks_bound_delta();
+  return n > 0 ? static_cast<std::size_t>(n) : 0;
+}
+
 detail::RuntimeCore* Runtime::core() const {
   if (core_->stopping()) throw Error("green::Runtime: spawn after shutdown");
   return core_.get();

@@ -20,27 +20,16 @@ RuntimeCore::RuntimeCore(const RuntimeConfig& cfg)
 
 RuntimeCore::~RuntimeCore() {
   shutdown();
-  // Fibers that were queued but never picked up after the workers stopped
-  // cannot exist: shutdown() waits until every registered fiber completed.
-  Fiber* f = nullptr;
-  while (injected_.pop(f)) f->release();
+  // No fiber can still be queued here: shutdown() waited until every
+  // registered fiber completed.
 }
 
 // ---------------------------------------------------------------------------
 // Placement
 
 void RuntimeCore::inject(Fiber* f) noexcept {
-  injected_.push(f);
-  injected_count_.fetch_add(1, std::memory_order_seq_cst);
+  injected_.push(f);  // its seq_cst size update orders the push before the idle check
   wake_one_idle();
-}
-
-Fiber* RuntimeCore::pop_injected() noexcept {
-  if (injected_count_.load(std::memory_order_acquire) <= 0) return nullptr;
-  Fiber* f = nullptr;
-  if (!injected_.pop(f)) return nullptr;
-  injected_count_.fetch_sub(1, std::memory_order_relaxed);
-  return f;
 }
 
 void RuntimeCore::schedule(Fiber* f) noexcept {
@@ -117,7 +106,7 @@ bool RuntimeCore::leave_idle(Worker* w) {
 }
 
 bool RuntimeCore::any_work_visible() const noexcept {
-  if (injected_count_.load(std::memory_order_seq_cst) > 0) return true;
+  if (!injected_.empty()) return true;
   for (const auto& w : workers_)
     if (w->queued_approx() > 0) return true;
   return false;

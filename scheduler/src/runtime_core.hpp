@@ -24,10 +24,9 @@
 #include <mutex>
 #include <vector>
 
-#include <boost/lockfree/queue.hpp>
-
 #include "green/detail/fiber.hpp"
 #include "green/detail/spin_lock.hpp"
+#include "injection_queue.hpp"
 #include "stack.hpp"
 #include "worker.hpp"
 
@@ -60,8 +59,7 @@ class RuntimeCore {
   StackPool& stacks() noexcept { return stacks_; }
   std::size_t live() const noexcept;
 
-  Fiber* pop_injected() noexcept;
-  bool has_injected() const noexcept { return injected_count_.load(std::memory_order_acquire) > 0; }
+  InjectionQueue& injected() noexcept { return injected_; }
   void inject(Fiber* f) noexcept;
 
   // Idle protocol (worker side).
@@ -90,8 +88,7 @@ class RuntimeCore {
   std::unique_ptr<Shard[]> shards_;
   unsigned shard_count_;
   StackPool stacks_;
-  boost::lockfree::queue<Fiber*> injected_{256};
-  std::atomic<std::int64_t> injected_count_{0};
+  InjectionQueue injected_;
   std::mutex idle_mu_;
   std::vector<Worker*> idle_;
   std::atomic<bool> stopping_{false};

@@ -30,7 +30,8 @@ namespace green::detail {
 namespace ctx = boost::context::detail;
 
 namespace {
-thread_local Worker* tls_worker = nullptr;
+// initial-exec: a fixed offset from the thread pointer, no __tls_get_addr call.
+[[gnu::tls_model("initial-exec")]] thread_local Worker* tls_worker = nullptr;
 constexpr std::size_t kStackCacheMax = 64;
 constexpr auto kSpinFor = std::chrono::microseconds(50);
 }  // namespace
@@ -102,7 +103,7 @@ void Worker::fiber_entry(ctx::transfer_t t) {
       *reinterpret_cast<const std::uint64_t*>(from->stack->base) != kStackCanary)
     report_stack_overflow(from);
 
-  EhGlobals* eh = eh_globals();
+  EhGlobals* eh = eh_;  // this thread's; the pointer never changes
   if (from) {
     from->eh_caught = eh->caught_exceptions;
     from->eh_uncaught = eh->uncaught_exceptions;
@@ -152,6 +153,7 @@ void after_exit(void*, Fiber* from, Worker* w) {
   Stack* s = from->stack;
   from->stack = nullptr;
   w->release_stack(s);
+  w->count_unbound();
   from->release();  // the runtime's reference
 }
 }  // namespace
@@ -212,6 +214,7 @@ bool Worker::prepare_to_run(Fiber* f) {
     f->release();
     return false;
   }
+  bound_.store(bound_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   prepare_stack_for_reuse(f->stack);
   f->context = ctx::make_fcontext(f->stack->top(), f->stack->size, &fiber_entry);
   return true;
@@ -220,7 +223,38 @@ bool Worker::prepare_to_run(Fiber* f) {
 // ---------------------------------------------------------------------------
 // Queues
 
-void Worker::push_overflow(Fiber* f) noexcept { rt_->inject(f); }
+void Worker::push_overflow(Fiber* f) noexcept {
+  // The deque is full: move its older half and f to the injection queue in
+  // one batch, as Go does, so that other workers can take them and the
+  // cost per green thread stays small.
+  Fiber* batch[WorkDeque::kCapacity / 2 + 1];
+  std::size_t n = 0;
+  while (n < WorkDeque::kCapacity / 2) {
+    Fiber* old = deque_.steal();
+    if (!old) break;
+    batch[n++] = old;
+  }
+  batch[n++] = f;
+  rt_->injected().push_batch(batch, batch + n);
+  rt_->wake_one_idle();
+}
+
+Fiber* Worker::take_injected() noexcept {
+  InjectionQueue& q = rt_->injected();
+  if (q.empty()) return nullptr;
+  // Our fair share, at most half a deque; the first one runs now.
+  const std::size_t share =
+      std::min<std::size_t>(q.size() / rt_->worker_count() + 1, WorkDeque::kCapacity / 2);
+  Fiber* first = nullptr;
+  q.pop_batch(share, [&](Fiber* f) {
+    if (!first) {
+      first = f;
+    } else {
+      enqueue_back(f);
+    }
+  });
+  return first;
+}
 
 void Worker::enqueue_back(Fiber* f) noexcept {
   if (f->pinned) {
@@ -231,8 +265,12 @@ void Worker::enqueue_back(Fiber* f) noexcept {
 }
 
 void Worker::enqueue_front(Fiber* f) noexcept {
-  if (f->pinned) {
+  if (f->pinned && f->pinned != this) {
     f->pinned->post(f);
+  } else if (f->pinned || (rt_->idle_count.load(std::memory_order_relaxed) == 0 &&
+                           rt_->spinning.load(std::memory_order_relaxed) == 0)) {
+    // Nobody is looking for work: keep it in the private FIFO, no atomics.
+    yielded_.push_back(f);
   } else if (!deque_.push_front(f)) {
     push_overflow(f);
   }
@@ -290,15 +328,25 @@ Fiber* Worker::pop_inbox() noexcept {
 }
 
 bool Worker::fire_timers() {
+  // Scanned on the fair tick and when idle, never per switch: reading the
+  // clock costs more than a switch.
   if (timers_.empty()) return false;
   return timers_.fire_due(Clock::now(), [](Fiber* f, std::uint64_t seq) {
            try_wake_fiber(f, seq, WakeReason::timed_out);
          }) > 0;
 }
 
+Fiber* Worker::pop_yielded() noexcept {
+  if (yielded_.empty()) return nullptr;
+  Fiber* f = yielded_.front();
+  yielded_.pop_front();
+  return f;
+}
+
 Fiber* Worker::pick_fair() {
-  Fiber* f = pop_inbox();
-  if (!f) f = rt_->pop_injected();
+  Fiber* f = pop_yielded();
+  if (!f) f = pop_inbox();
+  if (!f) f = take_injected();
   fire_timers();
   if (hub_.has_watchers()) hub_.poll(0);
   return f;
@@ -318,9 +366,11 @@ Fiber* Worker::pick_local() {
       ++next_streak_;
     } else {
       next_streak_ = 0;
-      if (!f) f = deque_.pop_back();
+      // size_approx() first: pop_back() on an empty deque still pays a fence.
+      if (!f && deque_.size_approx() > 0) f = deque_.pop_back();
       if (!f) f = pop_inbox();
-      if (!f) f = rt_->pop_injected();
+      if (!f) f = take_injected();
+      if (!f) f = pop_yielded();
       if (!f) return nullptr;
     }
     if (prepare_to_run(f)) return f;
@@ -419,6 +469,7 @@ void Worker::park_in_hub() {
 
 void Worker::main() {
   tls_worker = this;
+  eh_ = eh_globals();
   altstack_ = install_overflow_handler_for_thread();
 #if GREEN_ASAN
   pthread_attr_t attr;

@@ -10,7 +10,12 @@
 //      waking each other cannot starve the rest;
 //   3. the deque (run_queue.hpp), newest first;
 //   4. the inbox (pinned green threads woken by other threads), then the
-//      injection queue (spawns and wakes from plain threads);
+//      injection queue (spawns and wakes from plain threads, overflow), a
+//      fair share of it at a time;
+//   5. the yield FIFO: green threads that called yield() while no worker was
+//      idle or searching; they run after everything else queued here. When
+//      some worker is idle a yielder goes to the front of the deque instead,
+//      where it can be stolen;
 //   and, only from the scheduler context when those are empty: due timers,
 //   its hub without blocking, a steal of half of a random victim's deque, a
 //   short spin over all of that, and finally parking in its hub.
@@ -30,6 +35,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <thread>
 #include <vector>
 
@@ -44,6 +50,8 @@
 namespace green::detail {
 
 class RuntimeCore;
+struct EhGlobals;
+struct Stack;
 
 // What runs on the far side of a switch, with the party that switched out.
 struct SwitchMsg {
@@ -79,6 +87,9 @@ class Worker {
   // Requeues a runnable green thread behind everything queued here (yield).
   void enqueue_front(Fiber* f) noexcept;
   Stack* acquire_stack(std::size_t size);
+  void count_unbound() noexcept {
+    bound_.store(bound_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  }
   void release_stack(Stack* s) noexcept;
 
   // ---- any thread -----------------------------------------------------------
@@ -94,6 +105,9 @@ class Worker {
   unsigned index() const noexcept { return index_; }
   Fiber* current() const noexcept { return current_; }
   std::uint64_t green_threads_run() const noexcept { return runs_.load(std::memory_order_relaxed); }
+  // Stacks bound here minus stacks freed here; summed over all workers it
+  // is the number of green threads holding a stack.
+  std::int64_t stacks_bound_delta() const noexcept { return bound_.load(std::memory_order_relaxed); }
   std::uint64_t next_id() noexcept;
 
   // Set by the idle machinery when it wakes this worker to search for work.
@@ -106,6 +120,8 @@ class Worker {
   Fiber* find_runnable();   // scheduler context: may steal, spin, park
   Fiber* steal_work();
   Fiber* pop_inbox() noexcept;
+  Fiber* pop_yielded() noexcept;
+  Fiber* take_injected() noexcept;
   bool fire_timers();
   void flush_burst() noexcept;
   void push_overflow(Fiber* f) noexcept;
@@ -124,6 +140,7 @@ class Worker {
   std::thread thread_;
   Fiber* current_ = nullptr;
   void* sched_context_ = nullptr;  // the scheduler's fcontext while a fiber runs
+  EhGlobals* eh_ = nullptr;        // this thread's C++ exception globals
   void* sched_eh_caught_ = nullptr;
   unsigned sched_eh_uncaught_ = 0;
   const void* thread_stack_bottom_ = nullptr;  // for ASan fiber switches
@@ -136,6 +153,7 @@ class Worker {
   std::uint32_t tick_ = 0;
   std::uint32_t rng_;
   std::vector<Fiber*> burst_;
+  std::deque<Fiber*> yielded_;  // private FIFO of yielders while nobody is idle
   WorkDeque deque_;
   boost::lockfree::queue<Fiber*> inbox_{64};
   std::atomic<std::uint32_t> inbox_size_{0};
@@ -145,6 +163,7 @@ class Worker {
   std::vector<Stack*> stack_cache_;
   std::uint64_t id_next_ = 0, id_end_ = 0;
   std::atomic<std::uint64_t> runs_{0};
+  std::atomic<std::int64_t> bound_{0};  // single writer: this worker
   bool spinning_ = false;
 };
 

@@ -100,8 +100,12 @@ class Runtime {
   std::size_t live_green_threads() const noexcept;
   // Green threads switched to on worker i so far (for balance checks).
   std::uint64_t switches_on(unsigned worker) const;
-  // Stacks handed out and not yet returned to the pool's free lists.
+  // Stacks handed out by the pool: bound to green threads or cached by a
+  // worker for reuse. 0 after shutdown.
   std::size_t stacks_in_use() const noexcept;
+  // Green threads holding a stack right now (started and not ended); a
+  // racy snapshot, for monitoring.
+  std::size_t green_threads_with_stack() const noexcept;
 
   detail::RuntimeCore* core() const;
 
