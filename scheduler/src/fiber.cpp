@@ -490,8 +490,12 @@ void yield() {
     std::this_thread::yield();
     return;
   }
+  // A Timeout scope may have expired while this green thread ran: yield is a
+  // blocking point, so it raises it (only a park arms timers for scopes).
+  if (self->scopes) detail::expire_scope(self, Clock::now());
   if (detail::has_interrupt(self)) detail::throw_if_interrupted();
   detail::current_worker()->suspend(self, &detail::after_yield, nullptr);
+  if (self->scopes) detail::expire_scope(self, Clock::now());
   if (detail::has_interrupt(self)) detail::throw_if_interrupted();
 }
 

@@ -31,16 +31,16 @@ class InjectionQueue {
     for (; first != last; ++first, ++n) items_.push_back(*first);
     size_.fetch_add(n, std::memory_order_seq_cst);
   }
-  // Moves up to `max` green threads, oldest first, into `out(f)`; returns how many.
-  template <class Out>
-  std::size_t pop_batch(std::size_t max, Out&& out) {
+  // Moves up to `max` green threads, oldest first, into out[]; returns how
+  // many. The caller queues them after the lock is dropped (queueing may
+  // overflow back into this queue).
+  std::size_t pop_batch(std::size_t max, Fiber** out) {
     if (empty()) return 0;
     std::lock_guard g(mu_);
     std::size_t n = 0;
     while (n < max && !items_.empty()) {
-      out(items_.front());
+      out[n++] = items_.front();
       items_.pop_front();
-      ++n;
     }
     size_.fetch_sub(n, std::memory_order_relaxed);
     return n;

@@ -200,8 +200,10 @@ bool Worker::prepare_to_run(Fiber* f) {
     if (at > Clock::now()) {
       const std::uint64_t seq = ++f->park_seq;
       f->wait_reason = "spawn_later";
-      f->park_word.store((seq << 1) | 1, std::memory_order_seq_cst);
+      // The timer's reference first: once the park word is stored a kill
+      // from another thread may wake it, and it may run and end elsewhere.
       timers_.push(at, f, seq);
+      f->park_word.store((seq << 1) | 1, std::memory_order_seq_cst);
       if (f->interrupt_pending.load(std::memory_order_seq_cst))
         try_wake_fiber(f, seq, WakeReason::interrupted);
       return false;
@@ -245,15 +247,11 @@ Fiber* Worker::take_injected() noexcept {
   // Our fair share, at most half a deque; the first one runs now.
   const std::size_t share =
       std::min<std::size_t>(q.size() / rt_->worker_count() + 1, WorkDeque::kCapacity / 2);
-  Fiber* first = nullptr;
-  q.pop_batch(share, [&](Fiber* f) {
-    if (!first) {
-      first = f;
-    } else {
-      enqueue_back(f);
-    }
-  });
-  return first;
+  Fiber* batch[WorkDeque::kCapacity / 2];
+  const std::size_t n = q.pop_batch(share, batch);
+  if (n == 0) return nullptr;
+  for (std::size_t i = 1; i < n; ++i) enqueue_back(batch[i]);
+  return batch[0];
 }
 
 void Worker::enqueue_back(Fiber* f) noexcept {

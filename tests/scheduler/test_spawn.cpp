@@ -177,6 +177,7 @@ TEST(Spawn, JoinSelfIsAnError) {
     *holder = g;
     started->store(true);
     g.get();
+    *holder = {};  // break the cycle: the closure holds the handle to itself
   });
 }
 

@@ -22,6 +22,7 @@
 // last handle goes. GreenletExit is never reported.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -233,8 +234,10 @@ auto spawn_later(detail::Clock::duration delay, F&& fn, Args&&... args) {
 // to end, at most `timeout`. Returns the number that ended.
 //
 // joinall(gs, timeout, count, raise_error): stop once `count` have ended
-// (0 = all); with raise_error, rethrow the first exception in time order as
-// soon as it happens.
+// (0 = all). With raise_error, stop at the first failure and rethrow it:
+// green threads that had already ended when joinall was called are looked
+// at first, in the order given (as gevent does); after that, failures are
+// seen in the order they happen.
 template <class Range>
 std::size_t joinall(const Range& greenlets,
                     std::optional<detail::Clock::duration> timeout = std::nullopt,
@@ -252,7 +255,14 @@ template <class Range>
 bool killall(const Range& greenlets, bool block = true,
              std::optional<detail::Clock::duration> timeout = std::nullopt,
              std::exception_ptr exc = nullptr) {
-  for (const auto& g : greenlets) g.kill_ptr(exc, false, detail::kNoDeadline);
+  std::vector<detail::Fiber*> seen;
+  for (const auto& g : greenlets) {
+    // Once each: a duplicate could otherwise be killed again after it
+    // already took (and perhaps caught) the first exception.
+    if (std::find(seen.begin(), seen.end(), g.raw()) != seen.end()) continue;
+    seen.push_back(g.raw());
+    g.kill_ptr(exc, false, detail::kNoDeadline);
+  }
   if (!block) {
     for (const auto& g : greenlets)
       if (!g.ready()) return false;
