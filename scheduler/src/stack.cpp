@@ -50,11 +50,10 @@ std::atomic<long> guarded_live{0};
 }  // namespace
 
 StackPool::StackPool(std::size_t default_size)
-    : default_size_(round_up(default_size, page_size())), shared_(256) {}
+    : default_size_(round_up(default_size, page_size())) {}
 
 StackPool::~StackPool() {
-  Stack* s = nullptr;
-  while (shared_.pop(s)) unmap(s);
+  for (Stack* s : shared_) unmap(s);
   for (Stack* t : slab_free_) delete t;
   for (auto& [base, size] : slabs_) munmap(base, size);
 }
@@ -62,8 +61,15 @@ StackPool::~StackPool() {
 Stack* StackPool::acquire(std::size_t size) {
   const bool default_sized = size == 0 || round_up(size, page_size()) == default_size_;
   Stack* s = nullptr;
-  if (default_sized && shared_.pop(s)) {
-    shared_count_.fetch_sub(1, std::memory_order_relaxed);
+  if (default_sized) {
+    std::lock_guard g(shared_mu_);
+    if (!shared_.empty()) {
+      s = shared_.back();
+      shared_.pop_back();
+    }
+  }
+  if (s) {
+    // reused
   } else if (default_sized && guarded_live.load(std::memory_order_relaxed) >= guard_budget()) {
     s = carve_from_slab();
   } else {
@@ -76,12 +82,13 @@ Stack* StackPool::acquire(std::size_t size) {
 
 void StackPool::release(Stack* s) noexcept {
   in_use_.fetch_sub(1, std::memory_order_relaxed);
-  if (s->pooled_size &&
-      (!s->guard || shared_count_.load(std::memory_order_relaxed) < kSharedPoolMax)) {
+  if (s->pooled_size) {
+    std::lock_guard g(shared_mu_);
     // Slab stacks always come back here: they cannot be unmapped one by one.
-    shared_.push(s);
-    shared_count_.fetch_add(1, std::memory_order_relaxed);
-    return;
+    if (!s->guard || shared_.size() < kSharedPoolMax) {
+      shared_.push_back(s);
+      return;
+    }
   }
   unmap(s);
 }

@@ -19,7 +19,9 @@
 //     GREEN_STACK_GUARD_BUDGET=N in the environment sets the budget by hand
 //     (0: slab stacks only).
 //   * Stacks are reused hottest-first: a per-worker cache (owner only, no
-//     atomics) in front of a shared lock-free pool. Only default-sized stacks
+//     atomics) in front of a shared pool. The shared pool is a mutex and a
+//     vector: it is touched only when a worker's cache runs empty or full,
+//     and Boost.Lockfree's freelist is not clean under ThreadSanitizer. Only default-sized stacks
 //     are pooled; a custom-sized one is unmapped when its green thread ends.
 //   * Running out of address space or mappings is reported as a
 //     green::SystemError from the green thread that needed the stack (its
@@ -32,7 +34,6 @@
 #include <mutex>
 #include <vector>
 
-#include <boost/lockfree/stack.hpp>
 
 namespace green::detail {
 
@@ -72,8 +73,8 @@ class StackPool {
 
   std::size_t default_size_;
   std::atomic<std::size_t> in_use_{0};
-  boost::lockfree::stack<Stack*> shared_;  // free default-sized stacks
-  std::atomic<std::size_t> shared_count_{0};
+  std::mutex shared_mu_;
+  std::vector<Stack*> shared_;              // free default-sized stacks, hottest last
   std::mutex slab_mu_;                      // cold: one lock per kSlabStacks
   std::vector<std::pair<char*, std::size_t>> slabs_;
   std::vector<Stack*> slab_free_;           // carved, never handed out yet

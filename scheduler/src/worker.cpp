@@ -18,6 +18,7 @@
 #include <boost/context/detail/fcontext.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 
 #include "fence.hpp"
 #include "fiber_internal.hpp"
@@ -312,7 +313,12 @@ void Worker::announce_work() noexcept {
 }
 
 void Worker::post(Fiber* f) noexcept {
-  inbox_.push(f);
+  {
+    std::lock_guard g(inbox_lock_);
+    inbox_.push_back(f);
+  }
+  // seq_cst, paired with park_in_hub(): either we see it parked and wake
+  // it, or it sees the inbox non-empty before it sleeps.
   inbox_size_.fetch_add(1, std::memory_order_seq_cst);
   if (parked_.load(std::memory_order_seq_cst)) hub_.wake();
 }
@@ -320,7 +326,12 @@ void Worker::post(Fiber* f) noexcept {
 Fiber* Worker::pop_inbox() noexcept {
   if (inbox_size_.load(std::memory_order_acquire) == 0) return nullptr;
   Fiber* f = nullptr;
-  if (!inbox_.pop(f)) return nullptr;
+  {
+    std::lock_guard g(inbox_lock_);
+    if (inbox_.empty()) return nullptr;  // defensive: the count follows the push
+    f = inbox_.front();
+    inbox_.pop_front();
+  }
   inbox_size_.fetch_sub(1, std::memory_order_relaxed);
   return f;
 }

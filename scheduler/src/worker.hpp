@@ -40,9 +40,9 @@
 #include <vector>
 
 #include <boost/context/detail/fcontext.hpp>
-#include <boost/lockfree/queue.hpp>
 
 #include "green/detail/fiber.hpp"
+#include "green/detail/spin_lock.hpp"
 #include "hub.hpp"
 #include "run_queue.hpp"
 #include "timers.hpp"
@@ -155,7 +155,8 @@ class Worker {
   std::vector<Fiber*> burst_;
   std::deque<Fiber*> yielded_;  // private FIFO of yielders while nobody is idle
   WorkDeque deque_;
-  boost::lockfree::queue<Fiber*> inbox_{64};
+  SpinLock inbox_lock_;
+  std::deque<Fiber*> inbox_;
   std::atomic<std::uint32_t> inbox_size_{0};
   std::atomic<bool> parked_{false};
   TimerHeap timers_;
