@@ -317,7 +317,7 @@ void complete(Fiber* f, std::exception_ptr error, bool exited) noexcept {
     f->interrupt = nullptr;
     f->interrupt_pending.store(false, std::memory_order_relaxed);
     f->joiners.wake_all();
-    links.swap(f->links);
+    if (!f->links.empty()) links.swap(f->links);
   }
   for (auto& link : links) {
     try {

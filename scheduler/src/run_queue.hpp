@@ -35,7 +35,7 @@ class Fiber;
 
 class WorkDeque {
  public:
-  static constexpr std::uint32_t kCapacity = 256;  // power of two
+  static constexpr std::uint32_t kCapacity = 1024;  // power of two
 
   WorkDeque() {
     for (auto& s : slots_) s.store(nullptr, std::memory_order_relaxed);

@@ -118,7 +118,9 @@ bool RuntimeCore::any_work_visible() const noexcept {
 void RuntimeCore::register_fiber(Fiber* f, unsigned shard) {
   f->runtime = this;
   f->registry_shard = shard;
-  f->add_ref();  // the runtime's reference, dropped after the final switch
+  // The runtime's reference, dropped after the final switch. Until now only
+  // the spawner's handle knew f, so a plain store does (no atomic RMW).
+  f->refs.store(f->refs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   Shard& s = shards_[shard];
   std::lock_guard lock(s.lock);
   f->registry_prev = nullptr;

@@ -154,9 +154,9 @@ void StackPool::unmap(Stack* s) noexcept {
   if (s->guard) {
     munmap(s->guard, s->mapped);
     guarded_live.fetch_sub(1, std::memory_order_relaxed);
-    delete s;
   }
-  // Slab stacks are only unmapped with their slab, in ~StackPool.
+  // A slab stack's memory goes with its slab, in ~StackPool.
+  delete s;
 }
 
 void prepare_stack_for_reuse(Stack* s) noexcept {

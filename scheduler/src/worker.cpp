@@ -55,6 +55,7 @@ Worker::Worker(RuntimeCore* rt, unsigned index)
 }
 
 Worker::~Worker() {
+  while (void* b = take_block()) ::operator delete(b);
   timers_.clear();
   for (Stack* s : stack_cache_) rt_->stacks().release(s);
 }
@@ -71,6 +72,38 @@ std::uint64_t Worker::next_id() noexcept {
     id_end_ = id_next_ + kBlock;
   }
   return id_next_++;
+}
+
+// ---------------------------------------------------------------------------
+// Control blocks
+//
+// Spawning a batch and joining it frees blocks in bulk, which overflows
+// malloc's small per-thread cache; a worker-owned free list of one size keeps
+// spawn+join free of malloc. A block freed on another thread (or on a plain
+// thread) goes to that thread's worker list, or back to malloc. Under ASan
+// every block goes to malloc so that use-after-free stays detectable.
+
+void* Fiber::operator new(std::size_t size) {
+#if !GREEN_ASAN
+  if (size <= kBlockSize) {
+    if (Worker* w = current_worker())
+      if (void* b = w->take_block()) return b;
+    return ::operator new(kBlockSize);
+  }
+#endif
+  return ::operator new(size);
+}
+
+void Fiber::operator delete(void* p, std::size_t size) noexcept {
+#if !GREEN_ASAN
+  if (size <= kBlockSize) {
+    if (Worker* w = current_worker())
+      if (w->keep_block(p)) return;
+  }
+#else
+  (void)size;
+#endif
+  ::operator delete(p);
 }
 
 // ---------------------------------------------------------------------------
@@ -362,7 +395,6 @@ Fiber* Worker::pick_fair() {
 }
 
 Fiber* Worker::pick_local() {
-  if (!burst_.empty()) flush_burst();
   for (;;) {
     Fiber* f = nullptr;
     if (++tick_ == kFairTick) {
@@ -375,13 +407,20 @@ Fiber* Worker::pick_local() {
       ++next_streak_;
     } else {
       next_streak_ = 0;
+      // The first child of the burst runs now, straight from the private
+      // buffer (no fence); the rest become stealable.
+      if (!f && !burst_.empty()) {
+        f = burst_.front();
+        burst_.erase(burst_.begin());
+      }
       // size_approx() first: pop_back() on an empty deque still pays a fence.
       if (!f && deque_.size_approx() > 0) f = deque_.pop_back();
       if (!f) f = pop_inbox();
       if (!f) f = take_injected();
       if (!f) f = pop_yielded();
-      if (!f) return nullptr;
     }
+    if (!burst_.empty()) flush_burst();
+    if (!f) return nullptr;
     if (prepare_to_run(f)) return f;
   }
 }

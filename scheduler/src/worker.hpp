@@ -36,6 +36,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -110,6 +111,21 @@ class Worker {
   std::int64_t stacks_bound_delta() const noexcept { return bound_.load(std::memory_order_relaxed); }
   std::uint64_t next_id() noexcept;
 
+  // Free control blocks of Fiber::kBlockSize bytes; owner thread only.
+  void* take_block() noexcept {
+    if (!free_blocks_) return nullptr;
+    FreeBlock* b = free_blocks_;
+    free_blocks_ = b->next;
+    --free_block_count_;
+    return b;
+  }
+  bool keep_block(void* p) noexcept {
+    if (free_block_count_ >= kFreeBlocksMax) return false;
+    free_blocks_ = new (p) FreeBlock{free_blocks_};
+    ++free_block_count_;
+    return true;
+  }
+
   // Set by the idle machinery when it wakes this worker to search for work.
   std::atomic<bool> woken_to_spin{false};
 
@@ -162,6 +178,12 @@ class Worker {
   TimerHeap timers_;
   Hub hub_;
   std::vector<Stack*> stack_cache_;
+  struct FreeBlock {
+    FreeBlock* next;
+  };
+  static constexpr std::size_t kFreeBlocksMax = 4096;
+  FreeBlock* free_blocks_ = nullptr;
+  std::size_t free_block_count_ = 0;
   std::uint64_t id_next_ = 0, id_end_ = 0;
   std::atomic<std::uint64_t> runs_{0};
   std::atomic<std::int64_t> bound_{0};  // single writer: this worker

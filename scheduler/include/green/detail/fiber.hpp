@@ -72,6 +72,12 @@ class Fiber {
   Fiber& operator=(const Fiber&) = delete;
   virtual ~Fiber();
 
+  // Control blocks up to kBlockSize bytes come from a per-worker free list:
+  // spawn and finish then cost no malloc (see worker.cpp).
+  static constexpr std::size_t kBlockSize = 512;
+  static void* operator new(std::size_t size);
+  static void operator delete(void* p, std::size_t size) noexcept;
+
   // ---- identity ----------------------------------------------------------
   std::uint64_t id = 0;
   std::string name;
