@@ -106,8 +106,6 @@ void after_park(void* arg, Fiber* from, Worker* w) {
   from->publishing.store(false, std::memory_order_release);
 }
 
-void after_yield(void*, Fiber* from, Worker* w) { w->enqueue_front(from); }
-
 WakeReason park_thread(Waiter& w, Deadline deadline, PublishFn* publish) {
   ThreadParker& p = tls_parker;
   const std::uint64_t seq = ++p.park_seq;
@@ -498,7 +496,7 @@ void yield() {
   // blocking point, so it raises it (only a park arms timers for scopes).
   if (self->scopes) detail::expire_scope(self, Clock::now());
   if (detail::has_interrupt(self)) detail::throw_if_interrupted();
-  detail::current_worker()->suspend(self, &detail::after_yield, nullptr);
+  detail::current_worker()->yield_current(self);
   if (self->scopes) detail::expire_scope(self, Clock::now());
   if (detail::has_interrupt(self)) detail::throw_if_interrupted();
 }

@@ -112,13 +112,12 @@ void Fiber::operator delete(void* p, std::size_t size) noexcept {
 void Worker::resume_after_switch(ctx::transfer_t t) {
   // Copy first: `after` may recycle the stack the message lives on.
   const SwitchMsg m = *static_cast<SwitchMsg*>(t.data);
-  Worker* w = current_worker();
   if (m.from) {
     m.from->context = t.fctx;
   } else {
-    w->sched_context_ = t.fctx;
+    current_worker()->sched_context_ = t.fctx;
   }
-  if (m.after) m.after(m.arg, m.from, w);
+  if (m.after) m.after(m.arg, m.from, current_worker());
 }
 
 void Worker::fiber_entry(ctx::transfer_t t) {
@@ -174,6 +173,24 @@ void Worker::fiber_entry(ctx::transfer_t t) {
   __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
 #endif
   resume_after_switch(t);
+}
+
+void Worker::yield_current(Fiber* self) {
+  const bool private_fifo =
+      self->pinned == this || (!self->pinned && rt_->idle_count.load(std::memory_order_relaxed) == 0 &&
+                               rt_->spinning.load(std::memory_order_relaxed) == 0);
+  if (!private_fifo) {
+    suspend(self, [](void*, Fiber* from, Worker* w) { w->enqueue_front(from); }, nullptr);
+    return;
+  }
+  // The private FIFO is only read by this worker, and only after this switch
+  // completes, so self may be queued before it leaves its stack: no
+  // after-switch step, and no switch at all when nothing else is runnable.
+  yielded_.push(self);
+  Fiber* next = pick_local();
+  if (next == self) return;
+  SwitchMsg msg{self, nullptr, nullptr};
+  jump(self, next, &msg, false);
 }
 
 void Worker::suspend(Fiber* self, void (*after)(void*, Fiber*, Worker*), void* arg) {
@@ -302,7 +319,7 @@ void Worker::enqueue_front(Fiber* f) noexcept {
   } else if (f->pinned || (rt_->idle_count.load(std::memory_order_relaxed) == 0 &&
                            rt_->spinning.load(std::memory_order_relaxed) == 0)) {
     // Nobody is looking for work: keep it in the private FIFO, no atomics.
-    yielded_.push_back(f);
+    yielded_.push(f);
   } else if (!deque_.push_front(f)) {
     push_overflow(f);
   }
@@ -328,12 +345,12 @@ void Worker::schedule_local(Fiber* f) noexcept {
 
 void Worker::spawn_local(Fiber* f) noexcept {
   burst_.push_back(f);
-  if (burst_.size() >= kBurstMax) flush_burst();
+  if (burst_.size() >= kBurstMax) flush_burst(0);
 }
 
-void Worker::flush_burst() noexcept {
+void Worker::flush_burst(std::size_t from) noexcept {
   // Reverse, so that LIFO popping starts the first-spawned sibling first.
-  for (auto it = burst_.rbegin(); it != burst_.rend(); ++it) enqueue_back(*it);
+  for (std::size_t i = burst_.size(); i-- > from;) enqueue_back(burst_[i]);
   burst_.clear();
   announce_work();
 }
@@ -378,15 +395,8 @@ bool Worker::fire_timers() {
          }) > 0;
 }
 
-Fiber* Worker::pop_yielded() noexcept {
-  if (yielded_.empty()) return nullptr;
-  Fiber* f = yielded_.front();
-  yielded_.pop_front();
-  return f;
-}
-
 Fiber* Worker::pick_fair() {
-  Fiber* f = pop_yielded();
+  Fiber* f = yielded_.empty() ? nullptr : yielded_.pop();
   if (!f) f = pop_inbox();
   if (!f) f = take_injected();
   fire_timers();
@@ -405,22 +415,23 @@ Fiber* Worker::pick_local() {
       f = next_;
       next_ = nullptr;
       ++next_streak_;
+      if (!burst_.empty()) flush_burst(0);
     } else {
       next_streak_ = 0;
-      // The first child of the burst runs now, straight from the private
-      // buffer (no fence); the rest become stealable.
-      if (!f && !burst_.empty()) {
-        f = burst_.front();
-        burst_.erase(burst_.begin());
+      if (!burst_.empty()) {
+        // The first child of the burst runs now, straight from the private
+        // buffer (no fence); the rest become stealable.
+        if (!f) f = burst_.front();
+        flush_burst(f == burst_.front() ? 1 : 0);
       }
-      // size_approx() first: pop_back() on an empty deque still pays a fence.
+      // Cheap emptiness checks first: pop_back() on an empty deque still
+      // pays a fence, and the shared queues are rarely non-empty.
       if (!f && deque_.size_approx() > 0) f = deque_.pop_back();
-      if (!f) f = pop_inbox();
-      if (!f) f = take_injected();
-      if (!f) f = pop_yielded();
+      if (!f && inbox_size_.load(std::memory_order_acquire) > 0) f = pop_inbox();
+      if (!f && !rt_->injected().empty()) f = take_injected();
+      if (!f && !yielded_.empty()) f = yielded_.pop();
+      if (!f) return nullptr;
     }
-    if (!burst_.empty()) flush_burst();
-    if (!f) return nullptr;
     if (prepare_to_run(f)) return f;
   }
 }
@@ -464,13 +475,20 @@ void Worker::stop_spinning() noexcept {
 }
 
 Fiber* Worker::find_runnable() {
+  // The search polls cheap, mostly-local state (our inbox, the injection
+  // queue's size, our timers) every round with one PAUSE in between, so a
+  // wake from another worker is picked up within a fraction of a
+  // microsecond. Stealing reads other workers' deques, whose cache lines
+  // their owners write constantly, so it is tried only every kStealEvery
+  // rounds: a spinning thief must not slow down the worker it waits on.
+  constexpr unsigned kStealEvery = 16;
   Deadline spin_until{};
-  for (;;) {
+  for (unsigned round = 0;; ++round) {
     if (rt_->workers_stopping()) return nullptr;
     Fiber* f = pick_local();
     if (!f && fire_timers()) continue;
     if (!f && hub_.has_watchers() && hub_.poll(0) > 0) continue;
-    if (!f) {
+    if (!f && round % kStealEvery == 0) {
       f = steal_work();
       if (f && !prepare_to_run(f)) continue;
     }
@@ -478,14 +496,17 @@ Fiber* Worker::find_runnable() {
       stop_spinning();
       return f;
     }
-    const Deadline now = Clock::now();
-    if (spin_until == Deadline{}) spin_until = now + kSpinFor;
-    if (now < spin_until) {
-      for (int i = 0; i < 32; ++i) __builtin_ia32_pause();
-      continue;
+    if (round % kStealEvery == 0) {
+      const Deadline now = Clock::now();
+      if (spin_until == Deadline{}) spin_until = now + kSpinFor;
+      if (now >= spin_until) {
+        park_in_hub();
+        spin_until = Deadline{};
+        round = ~0u;  // steal right after waking
+        continue;
+      }
     }
-    park_in_hub();
-    spin_until = Deadline{};
+    __builtin_ia32_pause();
   }
 }
 

@@ -61,6 +61,30 @@ struct SwitchMsg {
   void* arg;
 };
 
+// A growable ring of green threads for one thread's private use.
+class LocalFifo {
+ public:
+  bool empty() const noexcept { return head_ == tail_; }
+  void push(Fiber* f) {
+    if (tail_ - head_ == capacity_) grow();
+    ring_[tail_++ & (capacity_ - 1)] = f;
+  }
+  Fiber* pop() noexcept { return ring_[head_++ & (capacity_ - 1)]; }
+
+ private:
+  void grow() {
+    const std::uint32_t bigger = capacity_ ? capacity_ * 2 : 64;
+    std::vector<Fiber*> ring(bigger);
+    for (std::uint32_t i = 0; head_ + i != tail_; ++i) ring[i] = ring_[(head_ + i) & (capacity_ - 1)];
+    tail_ -= head_;
+    head_ = 0;
+    ring_.swap(ring);
+    capacity_ = bigger;
+  }
+  std::vector<Fiber*> ring_;
+  std::uint32_t capacity_ = 0, head_ = 0, tail_ = 0;
+};
+
 class Worker {
  public:
   static constexpr std::uint32_t kFairTick = 61;
@@ -82,6 +106,8 @@ class Worker {
   void spawn_local(Fiber* f) noexcept;
   // Switches the running green thread out; `after` runs past the switch.
   void suspend(Fiber* self, void (*after)(void*, Fiber*, Worker*), void* arg);
+  // yield(): runs everything else queued here first.
+  void yield_current(Fiber* self);
   // The final switch of a finished green thread. Never returns.
   [[noreturn]] void exit_fiber(Fiber* self);
   void arm_timer(Deadline at, Fiber* f, std::uint64_t seq) { timers_.push(at, f, seq); }
@@ -136,10 +162,9 @@ class Worker {
   Fiber* find_runnable();   // scheduler context: may steal, spin, park
   Fiber* steal_work();
   Fiber* pop_inbox() noexcept;
-  Fiber* pop_yielded() noexcept;
   Fiber* take_injected() noexcept;
   bool fire_timers();
-  void flush_burst() noexcept;
+  void flush_burst(std::size_t from) noexcept;
   void push_overflow(Fiber* f) noexcept;
   void enqueue_back(Fiber* f) noexcept;
   void announce_work() noexcept;
@@ -169,7 +194,7 @@ class Worker {
   std::uint32_t tick_ = 0;
   std::uint32_t rng_;
   std::vector<Fiber*> burst_;
-  std::deque<Fiber*> yielded_;  // private FIFO of yielders while nobody is idle
+  LocalFifo yielded_;  // private FIFO of yielders while nobody is idle
   WorkDeque deque_;
   SpinLock inbox_lock_;
   std::deque<Fiber*> inbox_;
