@@ -3,6 +3,8 @@
 #include <green/green.hpp>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <atomic>
@@ -103,23 +105,42 @@ TEST(Runtime, PingPongDoesNotStarveACpuBoundGreenThread) {
   });
 }
 
+long os_thread_id() { return syscall(SYS_gettid); }  // a real syscall: never cached
+
 TEST(Runtime, GreenThreadMigratesAndKeepsItsExceptionState) {
   green::Runtime rt({.workers = 2});
   static constexpr int kHops = kSanitized ? 500 : 5000;
-  rt.run([] {
+  // The OS thread of each worker, read once by a green thread pinned there.
+  std::vector<long> worker_tid(2);
+  for (int w = 0; w < 2; ++w)
+    worker_tid[w] = rt.spawn({.worker = w, .pinned = true}, [] { return os_thread_id(); }).get();
+  ASSERT_NE(worker_tid[0], worker_tid[1]);
+  rt.run([&] {
+    green::detail::Fiber* self = green::detail::current_fiber();
     int migrations = 0;
-    int last_worker = green::this_worker();
+    long last_tid = os_thread_id();
     for (int i = 0; i < kHops; ++i) {
       const int target = i % 2;
       try {
         throw std::runtime_error("hop " + std::to_string(i));
       } catch (const std::exception&) {
-        // Block inside the catch block: the joined green thread is pinned to
-        // `target`, and its completion usually wakes us there (unless it
-        // ended before we parked).
-        green::spawn({.worker = target, .pinned = true}, [] {}).join();
-        if (green::this_worker() != last_worker) ++migrations;
-        last_worker = green::this_worker();
+        // Block inside the catch block until a green thread pinned to
+        // `target` wakes us; it waits until we are really parked, so the
+        // wake comes from `target` and we resume there.
+        Baton baton;
+        auto waker = green::spawn({.worker = target, .pinned = true}, [&] {
+          const auto give_up = std::chrono::steady_clock::now() + 10s;
+          while (!(self->park_word.load() & 1) && std::chrono::steady_clock::now() < give_up)
+            green::yield();
+          baton.post();
+        });
+        ASSERT_TRUE(baton.wait(green::detail::deadline_after(20s)));
+        waker.join();
+        // The runtime's idea of where we run matches the OS thread we are on.
+        const long tid = os_thread_id();
+        ASSERT_EQ(worker_tid[green::this_worker()], tid) << "stale worker after hop " << i;
+        if (tid != last_tid) ++migrations;
+        last_tid = tid;
         try {
           throw;  // needs this green thread's own exception state
         } catch (const std::runtime_error& again) {
