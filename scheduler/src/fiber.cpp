@@ -169,14 +169,14 @@ WakeReason park(Waiter& w, Deadline deadline, PublishFn publish, const char* wha
   w.fiber = self;
   w.thread = nullptr;
   w.seq = ++self->park_seq;
-  self->wait_reason = what;
+  self->wait_reason.store(what, std::memory_order_relaxed);
   self->wake_reason = WakeReason::none;
   ParkStep step{&w, &publish, timer};
   current_worker()->suspend(self, &after_park, &step);
 
   // Resumed, possibly on another worker. See step 4 above.
   while (self->publishing.load(std::memory_order_acquire)) __builtin_ia32_pause();
-  self->wait_reason = "";
+  self->wait_reason.store("", std::memory_order_relaxed);
   WakeReason r = self->wake_reason;
   if (r == WakeReason::timed_out && timer != deadline) {
     // The timer was a scope's, unless the call's own deadline is also due.

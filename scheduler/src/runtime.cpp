@@ -40,6 +40,23 @@ std::size_t Runtime::green_threads_with_stack() const noexcept {
   return n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
+std::string Runtime::dump() const {
+  std::string out;
+  core_->for_each_live([&](detail::Fiber* f) {
+    out += "green thread " + std::to_string(f->id) + " (" + (f->name.empty() ? "unnamed" : f->name) + "): ";
+    if (!f->started()) {
+      out += "not started";
+    } else if (f->park_word.load(std::memory_order_relaxed) & 1) {
+      out += "parked: ";
+      out += f->wait_reason.load(std::memory_order_relaxed);
+    } else {
+      out += "runnable or running";
+    }
+    out += '\n';
+  });
+  return out;
+}
+
 detail::RuntimeCore* Runtime::core() const {
   if (core_->stopping()) throw Error("green::Runtime: spawn after shutdown");
   return core_.get();

@@ -168,13 +168,10 @@ void RuntimeCore::shutdown() {
   // blocks again is killed again on the next round.
   while (live() != 0) {
     std::vector<Fiber*> victims;
-    for (unsigned i = 0; i < shard_count_; ++i) {
-      std::lock_guard lock(shards_[i].lock);
-      for (Fiber* f = shards_[i].head; f; f = f->registry_next) {
-        f->add_ref();
-        victims.push_back(f);
-      }
-    }
+    for_each_live([&](Fiber* f) {
+      f->add_ref();
+      victims.push_back(f);
+    });
     for (Fiber* f : victims) {
       if (!f->done()) {
         f->lock.lock();

@@ -70,6 +70,15 @@ class RuntimeCore {
   std::atomic<int> idle_count{0};
 
   // Registry (fiber.cpp).
+  // Calls fn(f) for every live fiber, under its shard's lock (fn must not
+  // block or touch the registry).
+  template <class Fn>
+  void for_each_live(Fn&& fn) {
+    for (unsigned i = 0; i < shard_count_; ++i) {
+      std::lock_guard lock(shards_[i].lock);
+      for (Fiber* f = shards_[i].head; f; f = f->registry_next) fn(f);
+    }
+  }
   void register_fiber(Fiber* f, unsigned shard);
   void unregister_fiber(Fiber* f) noexcept;
   std::uint64_t allocate_ids(std::uint64_t n) noexcept {

@@ -250,7 +250,7 @@ bool Worker::prepare_to_run(Fiber* f) {
     f->start_at = Deadline{};
     if (at > Clock::now()) {
       const std::uint64_t seq = ++f->park_seq;
-      f->wait_reason = "spawn_later";
+      f->wait_reason.store("spawn_later", std::memory_order_relaxed);
       // The timer's reference first: once the park word is stored a kill
       // from another thread may wake it, and it may run and end elsewhere.
       timers_.push(at, f, seq);

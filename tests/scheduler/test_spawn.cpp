@@ -300,3 +300,26 @@ TEST(Spawn, SeveralRuntimesInOneProcess) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Spawn, DumpListsLiveGreenThreadsAndWhatTheyWaitOn) {
+  green::Runtime rt({.workers = 2});
+  auto sleeper = rt.spawn({.name = "sleeper"}, [] { green::sleep(1h); });
+  auto joiner = rt.spawn({.name = "joiner"}, [sleeper] { sleeper.join(); });
+  // Wait (bounded) until both are parked.
+  std::string dump;
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  do {
+    dump = rt.dump();
+  } while ((dump.find("(sleeper): parked: sleep") == std::string::npos ||
+            dump.find("(joiner): parked: join") == std::string::npos) &&
+           std::chrono::steady_clock::now() < give_up);
+  EXPECT_NE(dump.find("(sleeper): parked: sleep"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("(joiner): parked: join"), std::string::npos) << dump;
+  sleeper.kill();
+  EXPECT_TRUE(joiner.join(10s));
+  EXPECT_EQ(rt.dump(), "");
+}
+
+}  // namespace

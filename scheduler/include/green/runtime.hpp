@@ -37,6 +37,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <utility>
 
 #include "green/greenlet.hpp"
@@ -106,6 +107,11 @@ class Runtime {
   // Green threads holding a stack right now (started and not ended); a
   // racy snapshot, for monitoring.
   std::size_t green_threads_with_stack() const noexcept;
+
+  // One line per live green thread: id, name, and what it is doing
+  // ("not started", "parked: join", "runnable or running"). A snapshot for
+  // debugging hangs; safe to call from any thread at any time.
+  std::string dump() const;
 
   detail::RuntimeCore* core() const;
 

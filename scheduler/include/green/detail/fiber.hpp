@@ -101,7 +101,9 @@ class Fiber {
   std::atomic<std::uint64_t> park_word{0};
   std::uint64_t park_seq = 0;       // written only by the fiber itself
   WakeReason wake_reason = WakeReason::none;  // written by the CAS winner
-  const char* wait_reason = "";     // what it is parked on, for dumps
+  // What it is parked on ("join", "sleep", "Queue.get"...), for dumps; read
+  // by other threads, hence atomic (relaxed: a dump is a snapshot).
+  std::atomic<const char*> wait_reason{""};
   // True while the worker runs the park's after-switch step: a waker may win
   // the CAS during it, and the fiber then waits for the step to finish
   // before it touches its Waiter again (see park() in fiber.cpp).
