@@ -16,37 +16,37 @@ class Baton {
  public:
   void post() {
     std::lock_guard g(lock_);
-    posted_ = true;
-    waiters_.wake_one();  // under the lock: see wake() in park.hpp
+    // A waiter takes the baton directly; otherwise it waits for the next wait().
+    if (!waiters_.wake_one()) posted_ = true;  // wake under the lock: see park.hpp
   }
 
-  // Returns false when the timeout passed first.
+  // Returns false when the deadline passed first.
   bool wait(detail::Deadline deadline = detail::kNoDeadline) {
-    for (;;) {
-      {
-        std::lock_guard g(lock_);
-        if (posted_) {
-          posted_ = false;
-          return true;
-        }
+    {
+      std::lock_guard g(lock_);
+      if (posted_) {
+        posted_ = false;
+        return true;
       }
-      detail::Waiter w;
-      auto publish = [this](detail::Waiter& me) {
-        std::lock_guard g(lock_);
-        if (posted_) {
-          detail::wake(me);
-        } else {
-          waiters_.push_back(me);
-        }
-      };
-      const auto r = detail::park(w, deadline, detail::PublishFn(publish), "Baton.wait");
-      if (r != detail::WakeReason::notified) {
-        std::lock_guard g(lock_);
-        waiters_.remove(w);
-      }
-      if (r == detail::WakeReason::interrupted) detail::throw_if_interrupted();
-      if (r == detail::WakeReason::timed_out) return false;
     }
+    detail::Waiter w;
+    auto publish = [this](detail::Waiter& me) {
+      std::lock_guard g(lock_);
+      if (posted_) {
+        posted_ = false;
+        detail::wake(me);
+      } else {
+        waiters_.push_back(me);
+      }
+    };
+    const auto r = detail::park(w, deadline, detail::PublishFn(publish), "Baton.wait");
+    if (r == detail::WakeReason::notified) return true;  // handed over by post()
+    {
+      std::lock_guard g(lock_);
+      waiters_.remove(w);
+    }
+    if (r == detail::WakeReason::interrupted) detail::throw_if_interrupted();
+    return false;
   }
 
  private:
