@@ -3,6 +3,8 @@
 #include <green/green.hpp>
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -14,12 +16,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using green::testing::MyError;
 
-struct MyError : std::runtime_error {
-  explicit MyError(int c) : std::runtime_error("my error"), code(c) {}
-  int code;
-};
+using Clock = std::chrono::steady_clock;
 
 TEST(Joinall, AllSucceed) {
   green::Runtime rt({.workers = 2});

@@ -5,6 +5,8 @@
 #include <green/green.hpp>
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <exception>
@@ -18,28 +20,10 @@ using namespace std::chrono_literals;
 
 namespace {
 
+using green::testing::MyError;
+using green::testing::wait_until;
+
 using Clock = std::chrono::steady_clock;
-
-struct MyError : std::runtime_error {
-  explicit MyError(int c) : std::runtime_error("my error"), code(c) {}
-  int code;
-};
-
-// Polls `pred` until it holds, yielding (green thread) or yielding the OS
-// thread (plain thread) in between. False if `limit` passed first.
-template <class Pred>
-bool wait_until(Pred pred, Clock::duration limit = 5s) {
-  const auto end = Clock::now() + limit;
-  while (!pred()) {
-    if (Clock::now() > end) return false;
-    if (green::in_green_thread()) {
-      green::yield();
-    } else {
-      std::this_thread::yield();
-    }
-  }
-  return true;
-}
 
 // Sets a flag when destroyed: proves the victim's stack was unwound.
 struct SetOnDestroy {

@@ -16,9 +16,11 @@
 #include <vector>
 
 #include "baton.hpp"
+#include "test_util.hpp"
 
 using namespace std::chrono_literals;
 using green::testing::Baton;
+using green::testing::spin_for;
 
 namespace {
 
@@ -35,12 +37,6 @@ constexpr int kManyAlive = 20'000;
 #else
 constexpr int kManyAlive = 1'000'000;
 #endif
-
-void spin_for(std::chrono::microseconds d) {
-  const auto until = std::chrono::steady_clock::now() + d;
-  while (std::chrono::steady_clock::now() < until) {
-  }
-}
 
 TEST(Runtime, DefaultWorkerCountIsTheCoreCount) {
   green::Runtime rt;

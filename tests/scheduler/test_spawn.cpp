@@ -2,6 +2,8 @@
 #include <green/green.hpp>
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -15,10 +17,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct MyError : std::runtime_error {
-  explicit MyError(int c) : std::runtime_error("my error"), code(c) {}
-  int code;
-};
+using green::testing::MyError;
 
 TEST(Spawn, RunReturnsValue) {
   green::Runtime rt({.workers = 2});

@@ -4,6 +4,8 @@
 #include <green/green.hpp>
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -16,26 +18,10 @@ using namespace std::chrono_literals;
 
 namespace {
 
+using green::testing::MyError;
+using green::testing::wait_until;
+
 using Clock = std::chrono::steady_clock;
-
-struct MyError : std::runtime_error {
-  explicit MyError(int c) : std::runtime_error("my error"), code(c) {}
-  int code;
-};
-
-template <class Pred>
-bool wait_until(Pred pred, Clock::duration limit = 5s) {
-  const auto end = Clock::now() + limit;
-  while (!pred()) {
-    if (Clock::now() > end) return false;
-    if (green::in_green_thread()) {
-      green::yield();
-    } else {
-      std::this_thread::yield();
-    }
-  }
-  return true;
-}
 
 void spin_until(Clock::time_point t) {
   while (Clock::now() < t) {
