@@ -303,11 +303,6 @@ void complete(Fiber* f, std::exception_ptr error, bool exited) noexcept {
   f->locals.clear();
   f->error = std::move(error);
   f->exited = exited;
-  // Leave the live count before anyone can see it done, so that a joiner
-  // never observes "ended" while live_green_threads() still counts it. The
-  // worker running us is joined by shutdown() before anything is freed, so
-  // the rest of this function and the final switch stay safe.
-  f->runtime->unregister_fiber(f);
   std::vector<std::function<void(Fiber&)>> links;
   {
     std::lock_guard g(f->lock);
@@ -327,6 +322,9 @@ void complete(Fiber* f, std::exception_ptr error, bool exited) noexcept {
                    describe(std::current_exception()).c_str());
     }
   }
+  // Last: a link may spawn, and shutdown() must not see the live count reach
+  // zero while a green thread that could still spawn is finishing.
+  f->runtime->unregister_fiber(f);
 }
 
 }  // namespace

@@ -318,7 +318,7 @@ TEST(Spawn, DumpListsLiveGreenThreadsAndWhatTheyWaitOn) {
   EXPECT_NE(dump.find("(joiner): parked: join"), std::string::npos) << dump;
   sleeper.kill();
   EXPECT_TRUE(joiner.join(10s));
-  EXPECT_EQ(rt.dump(), "");
+  EXPECT_TRUE(green::testing::wait_until([&] { return rt.dump().empty(); })) << rt.dump();
 }
 
 }  // namespace

@@ -97,7 +97,8 @@ class Runtime {
   void shutdown();
 
   unsigned workers() const noexcept;
-  // Green threads spawned and not yet ended.
+  // Green threads spawned and not yet finished. A green thread counts until
+  // its links have run, which is a moment after join() on it returns.
   std::size_t live_green_threads() const noexcept;
   // Green threads switched to on worker i so far (for balance checks).
   std::uint64_t switches_on(unsigned worker) const;
