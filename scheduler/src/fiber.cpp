@@ -299,15 +299,17 @@ void Fiber::link(std::function<void(Fiber&)> fn) {
 namespace {
 
 void complete(Fiber* f, std::exception_ptr error, bool exited) noexcept {
-  for (auto it = f->locals.rbegin(); it != f->locals.rend(); ++it) it->destroy(it->value);
-  f->locals.clear();
-  f->error = std::move(error);
+  if (!f->locals.empty()) {
+    for (auto it = f->locals.rbegin(); it != f->locals.rend(); ++it) it->destroy(it->value);
+    f->locals.clear();
+  }
+  if (error) f->error = std::move(error);
   f->exited = exited;
   std::vector<std::function<void(Fiber&)>> links;
   {
     std::lock_guard g(f->lock);
     f->status.store(Fiber::kDone, std::memory_order_release);
-    f->interrupt = nullptr;
+    if (f->interrupt) f->interrupt = nullptr;
     f->interrupt_pending.store(false, std::memory_order_relaxed);
     f->joiners.wake_all();
     if (!f->links.empty()) links.swap(f->links);
@@ -334,7 +336,8 @@ void run_fiber(Fiber* self) noexcept {
   std::exception_ptr error;
   bool exited = false;
   try {
-    throw_if_interrupted();  // killed before its first run: the body never runs
+    // Killed before its first run: the body never runs.
+    if (has_interrupt(self)) throw_if_interrupted();
     self->run_body();
   } catch (const GreenletExit&) {
     exited = true;
@@ -357,23 +360,29 @@ void submit(RuntimeCore* rt, Fiber* f, const SpawnOptions& opts, Deadline start_
     if (!here || !here->current())
       throw Error("green::spawn called outside a green thread: use Runtime::spawn");
     rt = here->runtime();
+  } else if (here && here->runtime() != rt) {
+    here = nullptr;  // a worker of another runtime spawns like a plain thread
   }
-  if (opts.worker >= 0 && static_cast<unsigned>(opts.worker) >= rt->worker_count())
-    throw Error("green::spawn: worker " + std::to_string(opts.worker) + " out of range (runtime has " +
-                std::to_string(rt->worker_count()) + " workers)");
-  if (opts.stack_size != 0 && opts.stack_size < 16 * 1024)
-    throw Error("green::spawn: stack_size below 16 KiB");
-  f->name = opts.name;
-  f->stack_size = opts.stack_size;
-  f->start_at = start_at;
-  Worker* chosen = opts.worker >= 0 ? &rt->worker(static_cast<unsigned>(opts.worker)) : nullptr;
+  Worker* chosen = nullptr;
+  if (opts.worker >= 0) {
+    if (static_cast<unsigned>(opts.worker) >= rt->worker_count())
+      throw Error("green::spawn: worker " + std::to_string(opts.worker) + " out of range (runtime has " +
+                  std::to_string(rt->worker_count()) + " workers)");
+    chosen = &rt->worker(static_cast<unsigned>(opts.worker));
+  }
+  if (opts.stack_size != 0) {
+    if (opts.stack_size < 16 * 1024) throw Error("green::spawn: stack_size below 16 KiB");
+    f->stack_size = opts.stack_size;
+  }
+  if (!opts.name.empty()) f->name = opts.name;
   if (opts.pinned) {
-    if (!chosen) chosen = (here && here->runtime() == rt) ? here : &rt->worker(0);
+    if (!chosen) chosen = here ? here : &rt->worker(0);
     f->pinned = chosen;
   }
   f->start_on = chosen;
-  f->id = (here && here->runtime() == rt) ? here->next_id() : rt->allocate_ids(1);
-  rt->submit_new(f);
+  f->start_at = start_at;
+  f->id = here ? here->next_id() : rt->allocate_ids(1);
+  rt->submit_new(f, here);
 }
 
 std::vector<Fiber*> join_many(const std::vector<Fiber*>& fibers, Deadline deadline,

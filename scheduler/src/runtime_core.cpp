@@ -43,9 +43,7 @@ void RuntimeCore::schedule(Fiber* f) noexcept {
   }
 }
 
-void RuntimeCore::submit_new(Fiber* f) {
-  Worker* here = current_worker();
-  if (here && here->runtime() != this) here = nullptr;
+void RuntimeCore::submit_new(Fiber* f, Worker* here) {
   register_fiber(f, here ? here->index() + 1 : 0);
   if (stopping()) {
     // Spawned during shutdown: it starts, sees GreenletExit, never runs its body.

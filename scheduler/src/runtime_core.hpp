@@ -42,8 +42,9 @@ class RuntimeCore {
   explicit RuntimeCore(const RuntimeConfig& cfg);
   ~RuntimeCore();
 
-  // Spawns f (registered, ref held by the runtime) from any thread.
-  void submit_new(Fiber* f);
+  // Registers f (the runtime takes a reference) and makes it runnable;
+  // `here` is the calling worker of this runtime, or null.
+  void submit_new(Fiber* f, Worker* here);
   // Makes a woken green thread runnable, from any thread.
   void schedule(Fiber* f) noexcept;
   // A parked worker that should search for work, if none is searching.
