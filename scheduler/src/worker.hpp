@@ -1,14 +1,15 @@
 // worker.hpp — one OS worker thread: its run queues, hub, timers and loop.
 //
 // Where a worker looks for the next green thread (pick_local, then find):
-//   1. every kFairTick-th pick: the inbox, the injection queue and due timers
-//      first, so neither starves behind local work;
+//   1. every kFairTick-th pick: the yield FIFO, the inbox, the injection
+//      queue, due timers and the hub first, so none starves behind local work;
 //   2. the `next` slot: the green thread this worker just woke, which gets
 //      the rest of the waker's turn (hand-off without a queue trip). A wake
 //      lands there only while fewer than kNextStreak picks in a row came from
 //      it; past that it goes to the front of the deque, so two green threads
 //      waking each other cannot starve the rest;
-//   3. the deque (run_queue.hpp), newest first;
+//   3. the burst's first child (see below), then the deque (run_queue.hpp),
+//      newest first;
 //   4. the inbox (pinned green threads woken by other threads), then the
 //      injection queue (spawns and wakes from plain threads, overflow), a
 //      fair share of it at a time;
@@ -25,12 +26,15 @@
 // (or the burst fills): the deque is LIFO, so siblings start in the order
 // they were spawned (gevent's "1A 2A 1B 2B" holds on one worker), while a
 // newer burst still runs before older work (depth-first, see run_queue.hpp).
+// When the parent blocks, its first child runs straight from the burst.
 //
 // Switching. A green thread that blocks switches straight to the next green
 // thread when pick_local() finds one, and to the scheduler context otherwise.
 // The step that must happen after the switch (publish a waiter, requeue a
 // yielder, free a finished stack) travels with the switch (SwitchMsg) and
-// runs on the far side, when the old stack is no longer in use.
+// runs on the far side, when the old stack is no longer in use. A yield into
+// the private FIFO needs no such step: only this worker reads that FIFO, and
+// only after the switch.
 #pragma once
 
 #include <atomic>
