@@ -255,7 +255,13 @@ bool Fiber::join(Deadline deadline) {
       joiners.push_back(me);
     }
   };
+  Fiber* self = current_fiber();
+  if (self && !self->pinned) {
+    self->join_worker = current_worker();
+    self->join_mark = self->join_worker->queue_mark();
+  }
   const WakeReason r = park(w, deadline, PublishFn(publish), "join");
+  if (self) self->join_worker = nullptr;
   if (r != WakeReason::notified) {
     std::lock_guard g(lock);
     joiners.remove(w);

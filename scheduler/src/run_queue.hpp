@@ -108,6 +108,9 @@ class WorkDeque {
     return f;
   }
 
+  // Owner only: how many pushes minus pops at the owner's end (wraps).
+  std::uint32_t bottom_index() const noexcept { return bottom_.load(std::memory_order_relaxed); }
+
   // Any thread; a snapshot that may be stale by the time it is used.
   std::uint32_t size_approx() const noexcept {
     const std::uint32_t b = bottom_.load(std::memory_order_acquire);

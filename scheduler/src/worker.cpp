@@ -330,6 +330,11 @@ void Worker::schedule_local(Fiber* f) noexcept {
     f->pinned->post(f);
     return;
   }
+  if (f->join_worker == this && f->wake_reason == WakeReason::notified &&
+      static_cast<std::int32_t>(deque_.bottom_index() - f->join_mark) > 0) {
+    deferred_.push_back(f);
+    return;
+  }
   if (next_streak_ < kNextStreak) {
     Fiber* kicked = next_;
     next_ = f;
@@ -396,7 +401,12 @@ bool Worker::fire_timers() {
 }
 
 Fiber* Worker::pick_fair() {
-  Fiber* f = yielded_.empty() ? nullptr : yielded_.pop();
+  Fiber* f = nullptr;
+  if (!deferred_.empty()) {  // the oldest deferred joiner, so none waits forever
+    f = deferred_.front();
+    deferred_.erase(deferred_.begin());
+  }
+  if (!f && !yielded_.empty()) f = yielded_.pop();
   if (!f) f = pop_inbox();
   if (!f) f = take_injected();
   fire_timers();
@@ -424,12 +434,24 @@ Fiber* Worker::pick_local() {
         if (!f) f = burst_.front();
         flush_burst(f == burst_.front() ? 1 : 0);
       }
+      if (!f && !deferred_.empty()) {
+        Fiber* d = deferred_.back();
+        if (static_cast<std::int32_t>(deque_.bottom_index() - d->join_mark) <= 0 ||
+            deque_.size_approx() == 0) {
+          f = d;
+          deferred_.pop_back();
+        }
+      }
       // Cheap emptiness checks first: pop_back() on an empty deque still
       // pays a fence, and the shared queues are rarely non-empty.
       if (!f && deque_.size_approx() > 0) f = deque_.pop_back();
       if (!f && inbox_size_.load(std::memory_order_acquire) > 0) f = pop_inbox();
       if (!f && !rt_->injected().empty()) f = take_injected();
       if (!f && !yielded_.empty()) f = yielded_.pop();
+      if (!f && !deferred_.empty()) {
+        f = deferred_.back();
+        deferred_.pop_back();
+      }
       if (!f) return nullptr;
     }
     if (prepare_to_run(f)) return f;

@@ -8,8 +8,8 @@
 //      lands there only while fewer than kNextStreak picks in a row came from
 //      it; past that it goes to the front of the deque, so two green threads
 //      waking each other cannot starve the rest;
-//   3. the burst's first child (see below), then the deque (run_queue.hpp),
-//      newest first;
+//   3. the burst's first child (see below), a deferred joiner whose mark
+//      has been reached, then the deque (run_queue.hpp), newest first;
 //   4. the inbox (pinned green threads woken by other threads), then the
 //      injection queue (spawns and wakes from plain threads, overflow), a
 //      fair share of it at a time;
@@ -27,6 +27,15 @@
 // they were spawned (gevent's "1A 2A 1B 2B" holds on one worker), while a
 // newer burst still runs before older work (depth-first, see run_queue.hpp).
 // When the parent blocks, its first child runs straight from the burst.
+//
+// Deferred joiners. A green thread parked in join() records the height of
+// this worker's deque. When the joined green thread ends and wakes it here
+// while work queued above that height (its other children, in the usual
+// spawn-then-join pattern) is still waiting, the joiner is held back until
+// that work has been picked up, instead of taking the next slot only to park
+// again on the next unfinished child. gevent behaves the same way (the
+// children's start callbacks were queued before the joiner's wake-up). The
+// fair tick releases the oldest deferred joiner, so none waits forever.
 //
 // Switching. A green thread that blocks switches straight to the next green
 // thread when pick_local() finds one, and to the scheduler context otherwise.
@@ -110,6 +119,8 @@ class Worker {
   void spawn_local(Fiber* f) noexcept;
   // Switches the running green thread out; `after` runs past the switch.
   void suspend(Fiber* self, void (*after)(void*, Fiber*, Worker*), void* arg);
+  // The mark join() records (see Fiber::join_mark).
+  std::uint32_t queue_mark() const noexcept { return deque_.bottom_index(); }
   // yield(): runs everything else queued here first.
   void yield_current(Fiber* self);
   // The final switch of a finished green thread. Never returns.
@@ -199,6 +210,7 @@ class Worker {
   std::uint32_t rng_;
   std::vector<Fiber*> burst_;
   LocalFifo yielded_;  // private FIFO of yielders while nobody is idle
+  std::vector<Fiber*> deferred_;  // joiners woken early, innermost last
   WorkDeque deque_;
   SpinLock inbox_lock_;
   std::deque<Fiber*> inbox_;

@@ -322,3 +322,40 @@ TEST(Spawn, DumpListsLiveGreenThreadsAndWhatTheyWaitOn) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Spawn, JoinerResumesAfterItsQueuedChildrenStarted) {
+  // gevent: the children's start callbacks were queued before the joiner's
+  // wake-up, so by the time join(first) returns, the siblings have started.
+  green::Runtime rt({.workers = 1});
+  rt.run([] {
+    std::vector<int> started;
+    std::vector<green::Greenlet<void>> gs;
+    for (int i = 0; i < 5; ++i) gs.push_back(green::spawn([&started, i] { started.push_back(i); }));
+    gs[0].join();
+    EXPECT_EQ(started, (std::vector<int>{0, 1, 2, 3, 4}));
+    green::joinall(gs);
+  });
+}
+
+TEST(Spawn, DeferredJoinerIsNotStarvedByASpawnStorm) {
+  green::Runtime rt({.workers = 1});
+  rt.run([] {
+    std::atomic<bool> stop{false};
+    // Keeps the deque busy above any joiner's mark.
+    auto storm = green::spawn([&] {
+      while (!stop) {
+        std::vector<green::Greenlet<void>> kids;
+        for (int i = 0; i < 8; ++i) kids.push_back(green::spawn([] { green::yield(); }));
+        green::joinall(kids);
+      }
+    });
+    auto quick = green::spawn([] {});
+    EXPECT_TRUE(quick.join(10s));
+    stop = true;
+    EXPECT_TRUE(storm.join(10s));
+  });
+}
+
+}  // namespace

@@ -93,6 +93,11 @@ class Fiber {
   Fiber* registry_prev = nullptr;   // the runtime's list of live green threads
   Fiber* registry_next = nullptr;
   unsigned registry_shard = 0;
+  // While parked in join(): the worker it parked on and that worker's deque
+  // height then. Its wake is deferred until the work queued above that mark
+  // (typically the children it is about to join) has been picked up.
+  Worker* join_worker = nullptr;
+  std::uint32_t join_mark = 0;
   void* eh_caught = nullptr;        // C++ exception globals while switched out
   unsigned eh_uncaught = 0;
 
