@@ -137,7 +137,6 @@ class Worker {
   // ---- any thread -----------------------------------------------------------
   // A pinned green thread woken elsewhere, or a spawn aimed at this worker.
   void post(Fiber* f) noexcept;
-  Fiber* steal_one() noexcept { return deque_.steal(); }
   std::uint32_t queued_approx() const noexcept {
     return deque_.size_approx() + inbox_size_.load(std::memory_order_relaxed);
   }
