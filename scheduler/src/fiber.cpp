@@ -156,7 +156,8 @@ bool try_wake_fiber(Fiber* f, std::uint64_t seq, WakeReason reason) noexcept {
 }
 
 WakeReason park(Waiter& w, Deadline deadline, PublishFn publish, const char* what) {
-  Fiber* self = current_fiber();
+  Worker* worker = current_worker();
+  Fiber* self = worker ? worker->current() : nullptr;
   if (!self) return park_thread(w, deadline, &publish);
 
   if (has_interrupt(self)) throw_if_interrupted();
@@ -172,7 +173,7 @@ WakeReason park(Waiter& w, Deadline deadline, PublishFn publish, const char* wha
   self->wait_reason.store(what, std::memory_order_relaxed);
   self->wake_reason = WakeReason::none;
   ParkStep step{&w, &publish, timer};
-  current_worker()->suspend(self, &after_park, &step);
+  worker->suspend(self, &after_park, &step);  // worker is stale after this
 
   // Resumed, possibly on another worker. See step 4 above.
   while (self->publishing.load(std::memory_order_acquire)) __builtin_ia32_pause();
@@ -500,7 +501,8 @@ void sleep(Clock::duration d) {
 }
 
 void yield() {
-  detail::Fiber* self = current_fiber();
+  detail::Worker* w = detail::current_worker();
+  detail::Fiber* self = w ? w->current() : nullptr;
   if (!self) {
     std::this_thread::yield();
     return;
@@ -509,7 +511,7 @@ void yield() {
   // blocking point, so it raises it (only a park arms timers for scopes).
   if (self->scopes) detail::expire_scope(self, Clock::now());
   if (detail::has_interrupt(self)) detail::throw_if_interrupted();
-  detail::current_worker()->yield_current(self);
+  w->yield_current(self);  // w is stale once this returns: the switch may migrate us
   if (self->scopes) detail::expire_scope(self, Clock::now());
   if (detail::has_interrupt(self)) detail::throw_if_interrupted();
 }
