@@ -171,12 +171,7 @@ void RuntimeCore::shutdown() {
       victims.push_back(f);
     });
     for (Fiber* f : victims) {
-      if (!f->done()) {
-        f->lock.lock();
-        const bool pending = f->interrupt_pending.load(std::memory_order_relaxed);
-        f->lock.unlock();
-        if (!pending) f->kill(nullptr, false, kNoDeadline);
-      }
+      f->kill(nullptr, false, kNoDeadline);  // ignored while one is pending
       f->release();
     }
     std::unique_lock lock(done_mu_);

@@ -50,9 +50,7 @@ class TimerHeap {
   int fire_due(Deadline now, Fire&& fire) {
     int n = 0;
     while (!heap_.empty() && heap_.front().at <= now) {
-      Entry e = heap_.front();
-      std::pop_heap(heap_.begin(), heap_.end(), later);
-      heap_.pop_back();
+      const Entry e = take_top();
       fire(e.fiber, e.seq);
       e.fiber->release();
       ++n;
@@ -72,12 +70,13 @@ class TimerHeap {
     // relaxed would do, but stale-or-not must not be reordered before push.
     return e.fiber->park_word.load(std::memory_order_acquire) != ((e.seq << 1) | 1);
   }
-  void pop() noexcept {
-    Fiber* f = heap_.front().fiber;
+  Entry take_top() noexcept {
     std::pop_heap(heap_.begin(), heap_.end(), later);
+    const Entry e = heap_.back();
     heap_.pop_back();
-    f->release();
+    return e;
   }
+  void pop() noexcept { take_top().fiber->release(); }
 
   std::vector<Entry> heap_;
 };

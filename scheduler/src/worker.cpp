@@ -176,10 +176,7 @@ void Worker::fiber_entry(ctx::transfer_t t) {
 }
 
 void Worker::yield_current(Fiber* self) {
-  const bool private_fifo =
-      self->pinned == this || (!self->pinned && rt_->idle_count.load(std::memory_order_relaxed) == 0 &&
-                               rt_->spinning.load(std::memory_order_relaxed) == 0);
-  if (!private_fifo) {
+  if (!keep_yielder_private(self)) {
     suspend(self, [](void*, Fiber* from, Worker* w) { w->enqueue_front(from); }, nullptr);
     return;
   }
@@ -313,12 +310,18 @@ void Worker::enqueue_back(Fiber* f) noexcept {
   }
 }
 
+bool Worker::keep_yielder_private(const Fiber* f) const noexcept {
+  // Nobody is looking for work (or f may not leave us anyway): the private
+  // FIFO costs no atomics. Otherwise the stealable end of the deque.
+  return f->pinned == this ||
+         (!f->pinned && rt_->idle_count.load(std::memory_order_relaxed) == 0 &&
+          rt_->spinning.load(std::memory_order_relaxed) == 0);
+}
+
 void Worker::enqueue_front(Fiber* f) noexcept {
   if (f->pinned && f->pinned != this) {
     f->pinned->post(f);
-  } else if (f->pinned || (rt_->idle_count.load(std::memory_order_relaxed) == 0 &&
-                           rt_->spinning.load(std::memory_order_relaxed) == 0)) {
-    // Nobody is looking for work: keep it in the private FIFO, no atomics.
+  } else if (keep_yielder_private(f)) {
     yielded_.push(f);
   } else if (!deque_.push_front(f)) {
     push_overflow(f);

@@ -182,6 +182,7 @@ class Worker {
   void push_overflow(Fiber* f) noexcept;
   void enqueue_back(Fiber* f) noexcept;
   void announce_work() noexcept;
+  bool keep_yielder_private(const Fiber* f) const noexcept;
   void stop_spinning() noexcept;
   static void resume_after_switch(boost::context::detail::transfer_t t);
   [[noreturn]] static void fiber_entry(boost::context::detail::transfer_t t);
