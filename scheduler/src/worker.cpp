@@ -323,8 +323,10 @@ void Worker::enqueue_front(Fiber* f) noexcept {
     f->pinned->post(f);
   } else if (keep_yielder_private(f)) {
     yielded_.push(f);
-  } else if (!deque_.push_front(f)) {
-    push_overflow(f);
+  } else {
+    if (!deque_.push_front(f)) push_overflow(f);
+    // Workers are idle or searching: a parked one must hear of stealable work.
+    rt_->wake_one_idle();
   }
 }
 
