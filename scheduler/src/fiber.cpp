@@ -219,6 +219,11 @@ void throw_if_interrupted() {
   }
 }
 
+unsigned current_worker_count() noexcept {
+  Worker* w = current_worker();
+  return w ? w->runtime()->worker_count() : 0;
+}
+
 bool sleep_until(Deadline deadline, const char* what) {
   Waiter w;
   auto nothing = [](Waiter&) {};
@@ -318,6 +323,7 @@ void complete(Fiber* f, std::exception_ptr error, bool exited) noexcept {
     f->status.store(Fiber::kDone, std::memory_order_release);
     if (f->interrupt) f->interrupt = nullptr;
     f->interrupt_pending.store(false, std::memory_order_relaxed);
+    if (f->done_hook) f->done_hook(*f, f->done_hook_arg, f->done_hook_tag);
     f->joiners.wake_all();
     if (!f->links.empty()) links.swap(f->links);
   }

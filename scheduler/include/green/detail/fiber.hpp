@@ -129,6 +129,14 @@ class Fiber {
   bool exited = false;              // ended by GreenletExit
   std::atomic<bool> observed{false};
   std::vector<LocalSlot> locals;
+  // One completion callback that costs no allocation, for the Group or Pool
+  // that spawned this green thread (sync/). Set before the fiber is
+  // submitted; called once, under `lock`, right after the status becomes
+  // done and before joiners wake, so that whoever joins it sees the group's
+  // books already updated. It must be short and must not throw or block.
+  void (*done_hook)(Fiber& f, void* arg, std::uintptr_t tag) noexcept = nullptr;
+  void* done_hook_arg = nullptr;
+  std::uintptr_t done_hook_tag = 0;
 
   // ---- ownership -----------------------------------------------------------
   std::atomic<std::uint32_t> refs{1};

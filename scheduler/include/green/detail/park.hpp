@@ -54,6 +54,10 @@ WakeReason park(Waiter& w, Deadline deadline, PublishFn publish, const char* wha
 // Timeout scope, if any. Every blocking call is such a point.
 void throw_if_interrupted();
 
+// Workers of the caller's runtime (0 on a plain thread). A lock spins
+// before parking only when another worker could be releasing it.
+unsigned current_worker_count() noexcept;
+
 // Park with nothing to wait for but the deadline and interrupts.
 // Returns true when the deadline passed.
 bool sleep_until(Deadline deadline, const char* what);

@@ -6,6 +6,8 @@
 // OS thread may hold it too, which is why it is not a green lock.
 #pragma once
 
+#include <sched.h>
+
 #include <atomic>
 
 namespace green::detail {
@@ -16,7 +18,15 @@ class SpinLock {
     for (;;) {
       // acquire: the holder's writes before its unlock() are visible to us.
       if (!locked_.exchange(true, std::memory_order_acquire)) return;
-      while (locked_.load(std::memory_order_relaxed)) __builtin_ia32_pause();
+      // The holder may be a plain thread the OS preempted: after a short
+      // spin, give the CPU away rather than burn the holder's time slice.
+      for (unsigned spins = 0; locked_.load(std::memory_order_relaxed); ++spins) {
+        if (spins < 128) {
+          __builtin_ia32_pause();
+        } else {
+          sched_yield();
+        }
+      }
     }
   }
   bool try_lock() noexcept {

@@ -54,6 +54,13 @@ class WaitList {
     tail_ = &w;
     w.linked = true;
   }
+  void push_front(Waiter& w) noexcept {
+    w.prev = nullptr;
+    w.next = head_;
+    if (head_) head_->prev = &w; else tail_ = &w;
+    head_ = &w;
+    w.linked = true;
+  }
   void remove(Waiter& w) noexcept {
     if (!w.linked) return;
     if (w.prev) w.prev->next = w.next; else head_ = w.next;

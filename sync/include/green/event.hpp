@@ -1,0 +1,55 @@
+// green/event.hpp — a flag that green threads wait on (gevent.event.Event).
+//
+//   green::Event ready;
+//   green::spawn([&] { load_config(); ready.set(); });
+//   ready.wait();                 // every waiter proceeds once it is set
+//
+// set() wakes every party waiting at that moment; they return true even if
+// clear() follows at once (gevent: "set then clear wakes all"). Parties that
+// call wait() while the flag is set return at once without blocking.
+//
+// Blocking. wait() suspends only the calling green thread; a plain OS thread
+// blocks on a futex. It honours green::Timeout scopes and kill (throws
+// TimeoutError / GreenletExit after leaving the wait list).
+//
+// Thread safety: any member from any green thread or plain thread. set()
+// and clear() never block.
+#pragma once
+
+#include <atomic>
+
+#include "green/current.hpp"
+#include "green/detail/park_on.hpp"
+
+namespace green {
+
+class Event {
+ public:
+  Event() = default;
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+
+  // Sets the flag and wakes every current waiter.
+  void set();
+  // Resets the flag; later wait()s block until the next set().
+  void clear() noexcept;
+  bool is_set() const noexcept { return flag_.load(std::memory_order_acquire); }
+  bool ready() const noexcept { return is_set(); }
+
+  // Waits until the flag is set. Returns true.
+  bool wait();
+  // Waits at most `timeout`; returns whether the flag was set (true also
+  // when a set() woke this waiter and a clear() has followed since).
+  bool wait(Clock::duration timeout);
+
+ private:
+  bool wait_until(detail::Deadline deadline);
+
+  // acquire/release: what the setter wrote before set() is visible to a
+  // party that sees the flag set.
+  std::atomic<bool> flag_{false};
+  detail::SpinLock lock_;  // guards waiters_ and changes of flag_
+  detail::WaitList waiters_;
+};
+
+}  // namespace green

@@ -1,0 +1,233 @@
+// group_core.cpp — the books of a Group or Pool (see detail/group_core.hpp).
+//
+// Slots follow Semaphore's rule: while anybody waits for a slot, used_ ==
+// capacity_, and a freed slot goes straight to the longest waiter (its
+// wake() succeeds) or back to the count. Members live in a vector indexed by
+// the tag stored in their done hook; freed entries are reused.
+#include "green/detail/group_core.hpp"
+
+#include <algorithm>
+
+namespace green::detail {
+
+// ---------------------------------------------------------------------------
+// MemberWatch
+
+MemberWatch::~MemberWatch() {
+  for (Fiber* f : finished_) f->release();
+}
+
+void MemberWatch::started() noexcept {
+  std::lock_guard g(lock_);
+  ++running_;
+}
+
+void MemberWatch::finished(Fiber& f) noexcept {
+  // The waiter may return (and destroy this watch) as soon as it sees
+  // running_ reach 0 under lock_, so everything happens under it.
+  std::lock_guard g(lock_);
+  --running_;
+  if (f.error) failed_ = true;
+  if (queue_finished_) {
+    f.add_ref();
+    finished_.push_back(&f);
+  }
+  waiter_.wake_all();
+}
+
+void MemberWatch::wait_all(bool stop_on_failure) {
+  std::unique_lock lk(lock_);
+  while (running_ > 0 && !(stop_on_failure && failed_)) {
+    Waiter w;
+    park_on(lk, waiter_, w, kNoDeadline, "Pool.map");
+    lk.lock();
+  }
+}
+
+Fiber* MemberWatch::next_finished() {
+  std::unique_lock lk(lock_);
+  while (finished_.empty()) {
+    if (running_ == 0) return nullptr;
+    Waiter w;
+    park_on(lk, waiter_, w, kNoDeadline, "Pool.imap_unordered");
+    lk.lock();
+  }
+  Fiber* f = finished_.front();
+  finished_.pop_front();
+  return f;
+}
+
+bool MemberWatch::failed() const {
+  std::lock_guard g(lock_);
+  return failed_;
+}
+
+std::size_t MemberWatch::running() const {
+  std::lock_guard g(lock_);
+  return running_;
+}
+
+// ---------------------------------------------------------------------------
+// Slots
+
+bool GroupCore::reserve(Deadline deadline, bool block) {
+  std::unique_lock lk(lock_);
+  if (used_ < capacity_) {
+    ++used_;
+    return true;
+  }
+  if (!block) return false;
+  Waiter w;
+  // Woken means handed a slot (used_ unchanged by the hand-over).
+  return park_on(lk, slot_waiters_, w, deadline, "Pool.spawn (full)");
+}
+
+void GroupCore::unreserve() noexcept {
+  std::lock_guard g(lock_);
+  free_slot_locked();
+}
+
+void GroupCore::free_slot_locked() noexcept {
+  if (slot_waiters_.wake_one()) return;  // the slot went to a waiter
+  --used_;
+  available_waiters_.wake_all();
+}
+
+// ---------------------------------------------------------------------------
+// Members
+
+std::uint32_t GroupCore::insert_locked(Fiber* f, MemberWatch* watch) {
+  std::uint32_t index;
+  if (!free_.empty()) {
+    index = free_.back();
+    free_.pop_back();
+  } else {
+    members_.emplace_back();
+    index = static_cast<std::uint32_t>(members_.size() - 1);
+    free_.reserve(members_.size());  // so remove_locked() never allocates
+  }
+  f->add_ref();
+  members_[index] = Member{f, watch};
+  ++count_;
+  return index;
+}
+
+MemberWatch* GroupCore::remove_locked(std::uint32_t index) noexcept {
+  Member& m = members_[index];
+  MemberWatch* watch = m.watch;
+  m = Member{};
+  free_.push_back(index);
+  if (--count_ == 0) joiners_.wake_all();
+  free_slot_locked();
+  return watch;
+}
+
+void GroupCore::admit_spawned(Fiber* f, MemberWatch* watch) {
+  {
+    std::lock_guard g(lock_);
+    const std::uint32_t index = insert_locked(f, watch);
+    f->done_hook = &GroupCore::on_done;
+    f->done_hook_arg = this;
+    f->done_hook_tag = index;
+  }
+  if (watch) watch->started();
+  add_ref();  // the member's: released by its hook
+}
+
+void GroupCore::abandon(Fiber* f) noexcept {
+  MemberWatch* watch;
+  {
+    std::lock_guard g(lock_);
+    watch = remove_locked(static_cast<std::uint32_t>(f->done_hook_tag));
+  }
+  f->done_hook = nullptr;
+  f->release();
+  if (watch) watch->finished(*f);
+  release();
+}
+
+void GroupCore::on_done(Fiber& f, void* arg, std::uintptr_t index) noexcept {
+  auto* core = static_cast<GroupCore*>(arg);
+  MemberWatch* watch;
+  {
+    std::lock_guard g(core->lock_);
+    watch = core->remove_locked(static_cast<std::uint32_t>(index));
+  }
+  if (watch) watch->finished(f);
+  f.release();  // the group's reference; the runtime still holds one
+  core->release();
+}
+
+bool GroupCore::admit_existing(Fiber* f) {
+  std::uint32_t index;
+  {
+    std::lock_guard g(lock_);
+    for (const Member& m : members_) {
+      if (m.fiber == f) {
+        free_slot_locked();
+        return false;
+      }
+    }
+    index = insert_locked(f, nullptr);
+  }
+  add_ref();
+  // Fires at once if f has already finished.
+  f->link([this, index](Fiber& done) {
+    {
+      std::lock_guard g(lock_);
+      remove_locked(index);
+    }
+    done.release();
+    release();
+  });
+  return true;
+}
+
+bool GroupCore::contains(const Fiber* f) const {
+  if (!f) return false;
+  std::lock_guard g(lock_);
+  return std::any_of(members_.begin(), members_.end(),
+                     [f](const Member& m) { return m.fiber == f; });
+}
+
+std::size_t GroupCore::size() const {
+  std::lock_guard g(lock_);
+  return count_;
+}
+
+std::vector<boost::intrusive_ptr<Fiber>> GroupCore::members() const {
+  std::vector<boost::intrusive_ptr<Fiber>> out;
+  std::lock_guard g(lock_);
+  out.reserve(count_);
+  for (const Member& m : members_)
+    if (m.fiber) out.emplace_back(m.fiber);  // add_ref: safe under lock_, the member holds one
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Waiting
+
+bool GroupCore::join_until(Deadline deadline) {
+  std::unique_lock lk(lock_);
+  if (count_ == 0) return true;
+  Waiter w;
+  if (park_on(lk, joiners_, w, deadline, "Group.join")) return true;
+  return size() == 0;
+}
+
+std::size_t GroupCore::free_count() const {
+  std::lock_guard g(lock_);
+  return capacity_ - used_;
+}
+
+std::size_t GroupCore::wait_available(Deadline deadline) {
+  std::unique_lock lk(lock_);
+  while (used_ >= capacity_) {
+    Waiter w;
+    if (!park_on(lk, available_waiters_, w, deadline, "Pool.wait_available")) return free_count();
+    lk.lock();
+  }
+  return capacity_ - used_;
+}
+
+}  // namespace green::detail
