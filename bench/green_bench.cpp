@@ -13,27 +13,30 @@
 //   skynet 1M         a 10-ary tree of spawns with 1,000,000 leaves, summed by
 //                     join; also reports the most green threads holding a stack
 //   idle CPU          CPU time the runtime uses per wall second with nothing to do
+//   queue ping-pong   one-way Queue<int> hand-off between two green threads
+//                     pinned on one worker, and on two workers
+//   contended lock    1,000 green threads x 1,000 Lock acquisitions each
+//                     (around an increment); ns per acquisition
+//   semaphore fan-out 100,000 green threads spawned under a Semaphore(16):
+//                     the parent takes a permit before each spawn, the child
+//                     yields once and releases it; ns per green thread
+//   pool.map 1M       Pool(1000).map of 1,000,000 trivial calls; ns per call,
+//                     and its ratio to spawn+join warm in the same run
 //
+// The cases themselves are in scheduler_cases.cpp and sync_cases.cpp.
 // Usage: green_bench [--quick] [--runs N] [--workers a,b,c] [--csv FILE]
-#include <green/green.hpp>
-#include <time.h>
-
 #include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "baton.hpp"
+#include "cases.hpp"
 
-using Clock = std::chrono::steady_clock;
-using green::testing::Baton;
+using namespace bench;
 
 namespace {
 
@@ -43,109 +46,6 @@ struct Config {
   std::vector<unsigned> workers;
   std::string csv;
 };
-
-double ns_since(Clock::time_point t0, double ops) {
-  return std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / ops;
-}
-
-// ---- cases: each returns one measurement --------------------------------------
-
-// Spawns n green threads in batches of kBatch and joins each batch: the cost
-// of one green thread's whole life (control block, stack binding, two
-// switches, completion, join), with the batch kept small enough to stay in
-// cache. "spawn 1M, then join 1M" is measured by the memory case instead.
-constexpr int kBatch = 1000;
-double spawn_join(green::Runtime& rt, int n) {
-  return rt.run([n] {
-    std::vector<green::Greenlet<void>> gs;
-    gs.reserve(kBatch);
-    const auto t0 = Clock::now();
-    for (int done = 0; done < n; done += kBatch) {
-      for (int i = 0; i < kBatch; ++i) gs.push_back(green::spawn([] {}));
-      for (auto& g : gs) g.join();
-      gs.clear();
-    }
-    return ns_since(t0, n);
-  });
-}
-
-double yield_pair(green::Runtime& rt, int n) {
-  return rt.run([n] {
-    auto body = [n] {
-      for (int i = 0; i < n; ++i) green::yield();
-    };
-    const auto t0 = Clock::now();
-    auto a = green::spawn({.worker = 0, .pinned = true}, body);
-    auto b = green::spawn({.worker = 0, .pinned = true}, body);
-    a.join();
-    b.join();
-    return ns_since(t0, 2.0 * n);
-  });
-}
-
-double hand_off(green::Runtime& rt, int n, int worker_a, int worker_b) {
-  Baton to_a, to_b;
-  const auto t0 = Clock::now();
-  auto a = rt.spawn({.worker = worker_a, .pinned = true}, [&] {
-    for (int i = 0; i < n; ++i) {
-      to_b.post();
-      to_a.wait();
-    }
-  });
-  auto b = rt.spawn({.worker = worker_b, .pinned = true}, [&] {
-    for (int i = 0; i < n; ++i) {
-      to_b.wait();
-      to_a.post();
-    }
-  });
-  a.get();
-  b.get();
-  return ns_since(t0, 2.0 * n);  // one-way hand-offs
-}
-
-long skynet(long num, long size, long div) {
-  if (size == 1) return num;
-  green::Greenlet<long> children[10];
-  const long sub = size / div;
-  for (long i = 0; i < div; ++i) children[i] = green::spawn(skynet, num + i * sub, sub, div);
-  long sum = 0;
-  for (long i = 0; i < div; ++i) sum += children[i].get();
-  return sum;
-}
-
-double skynet_ms(green::Runtime& rt, long leaves, std::size_t* peak_stacks) {
-  std::atomic<bool> done{false};
-  std::size_t peak = 0;
-  std::thread monitor([&] {
-    while (!done.load()) {
-      peak = std::max(peak, rt.green_threads_with_stack());
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-  });
-  const auto t0 = Clock::now();
-  const long sum = rt.run([leaves] { return skynet(0, leaves, 10); });
-  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-  done = true;
-  monitor.join();
-  if (sum != leaves * (leaves - 1) / 2) {
-    std::fprintf(stderr, "skynet: wrong sum %ld\n", sum);
-    std::exit(1);
-  }
-  *peak_stacks = std::max(*peak_stacks, peak);
-  return ms;
-}
-
-double idle_cpu_percent(green::Runtime& rt, std::chrono::milliseconds window) {
-  rt.spawn([] {}).get();
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  timespec a{}, b{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
-  const auto t0 = Clock::now();
-  std::this_thread::sleep_for(window);
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
-  const double cpu = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
-  return 100.0 * cpu / std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 // ---- table ---------------------------------------------------------------------
 
@@ -213,6 +113,9 @@ int main(int argc, char** argv) {
   const int spawn_n = cfg.quick ? 20'000 : 100'000;
   const int switch_n = cfg.quick ? 200'000 : 1'000'000;
   const long skynet_leaves = 1'000'000;
+  const int lock_per_thread = cfg.quick ? 200 : 1000;
+  const int fan_n = cfg.quick ? 20'000 : 100'000;
+  const int map_n = cfg.quick ? 200'000 : 1'000'000;
 
   std::printf("green_bench: %d runs per case, %u hardware threads%s\n", cfg.runs,
               std::thread::hardware_concurrency(), cfg.quick ? " (quick)" : "");
@@ -231,6 +134,13 @@ int main(int argc, char** argv) {
     Row cross{"hand-off 2 workers", w, {}, "ns", "one-way park/unpark"};
     Row sky{"skynet 1M", w, {}, "ms", ""};
     Row idle{"idle CPU", w, {}, "%", "of one core, runtime with nothing to do"};
+    Row qsame{"queue ping-pong 1 w", w, {}, "ns", "one-way Queue hand-off, same worker"};
+    Row qcross{"queue ping-pong 2 w", w, {}, "ns", "one-way Queue hand-off, two workers"};
+    Row lock{"contended lock", w, {}, "ns",
+             "per acquisition, 1,000 green threads x " + std::to_string(lock_per_thread)};
+    Row fan{"semaphore fan-out", w, {}, "ns", "per green thread, Semaphore(16)"};
+    Row map{cfg.quick ? "pool.map 200k" : "pool.map 1M", w, {}, "ns", ""};
+    std::vector<double> map_ratio;
     std::size_t peak_stacks = 0;
     for (int r = 0; r < cfg.runs; ++r) {
       {
@@ -242,6 +152,14 @@ int main(int argc, char** argv) {
         yield.samples.push_back(yield_pair(rt, switch_n));
         same.samples.push_back(hand_off(rt, switch_n / 2, 0, 0));
         if (w >= 2) cross.samples.push_back(hand_off(rt, switch_n / 4, 0, 1));
+        qsame.samples.push_back(queue_ping_pong(rt, switch_n / 2, 0, 0));
+        if (w >= 2) qcross.samples.push_back(queue_ping_pong(rt, switch_n / 4, 0, 1));
+        lock.samples.push_back(contended_lock(rt, 1000, lock_per_thread));
+        fan.samples.push_back(semaphore_fan_out(rt, fan_n, 16));
+        // Pool.map against spawn+join measured right before it, same runtime.
+        const double spawn_ref = spawn_join(rt, spawn_n);
+        map.samples.push_back(pool_map(rt, map_n, 1000));
+        map_ratio.push_back(map.samples.back() / spawn_ref);
       }
       {
         green::Runtime rt({.workers = w});
@@ -250,6 +168,9 @@ int main(int argc, char** argv) {
       }
     }
     sky.note = "peak green threads holding a stack: " + std::to_string(peak_stacks);
+    char ratio[96];
+    std::snprintf(ratio, sizeof ratio, "per call, Pool(1000); %.2fx spawn+join (median ratio)", median(map_ratio));
+    map.note = ratio;
     emit(cold);
     emit(warm);
     emit(yield);
@@ -257,6 +178,11 @@ int main(int argc, char** argv) {
     if (!cross.samples.empty()) emit(cross);
     emit(sky);
     emit(idle);
+    emit(qsame);
+    if (!qcross.samples.empty()) emit(qcross);
+    emit(lock);
+    emit(fan);
+    emit(map);
   }
 
   if (!cfg.csv.empty()) {

@@ -17,27 +17,23 @@ MemberWatch::~MemberWatch() {
   for (Fiber* f : finished_) f->release();
 }
 
-void MemberWatch::started() noexcept {
-  std::lock_guard g(lock_);
-  ++running_;
-}
-
-void MemberWatch::finished(Fiber& f) noexcept {
+void MemberWatch::finished_locked(Fiber& f) noexcept {
   // The waiter may return (and destroy this watch) as soon as it sees
-  // running_ reach 0 under lock_, so everything happens under it.
-  std::lock_guard g(lock_);
+  // running_ fall, under the core's lock, so everything happens under it.
   --running_;
-  if (f.error) failed_ = true;
+  const bool failure = f.error != nullptr;
+  if (failure) failed_ = true;
   if (queue_finished_) {
     f.add_ref();
     finished_.push_back(&f);
   }
-  waiter_.wake_all();
+  if (running_ <= wake_at_ || failure || queue_finished_) waiter_.wake_all();
 }
 
-void MemberWatch::wait_all(bool stop_on_failure) {
-  std::unique_lock lk(lock_);
-  while (running_ > 0 && !(stop_on_failure && failed_)) {
+void MemberWatch::wait_running_at_most(std::size_t running, bool stop_on_failure) {
+  std::unique_lock lk(core_.lock_);
+  while (running_ > running && !(stop_on_failure && failed_)) {
+    wake_at_ = running;
     Waiter w;
     park_on(lk, waiter_, w, kNoDeadline, "Pool.map");
     lk.lock();
@@ -45,7 +41,7 @@ void MemberWatch::wait_all(bool stop_on_failure) {
 }
 
 Fiber* MemberWatch::next_finished() {
-  std::unique_lock lk(lock_);
+  std::unique_lock lk(core_.lock_);
   while (finished_.empty()) {
     if (running_ == 0) return nullptr;
     Waiter w;
@@ -58,20 +54,34 @@ Fiber* MemberWatch::next_finished() {
 }
 
 bool MemberWatch::failed() const {
-  std::lock_guard g(lock_);
+  std::lock_guard g(core_.lock_);
   return failed_;
 }
 
 std::size_t MemberWatch::running() const {
-  std::lock_guard g(lock_);
+  std::lock_guard g(core_.lock_);
   return running_;
+}
+
+void MemberWatch::record_failure(std::size_t index, std::exception_ptr e) noexcept {
+  std::lock_guard g(core_.lock_);
+  if (!failure_ || index < failed_index_) {
+    failure_ = std::move(e);
+    failed_index_ = index;
+  }
+  failed_ = true;
+  waiter_.wake_all();
+}
+
+std::exception_ptr MemberWatch::first_failure() const {
+  std::lock_guard g(core_.lock_);
+  return failure_;
 }
 
 // ---------------------------------------------------------------------------
 // Slots
 
-bool GroupCore::reserve(Deadline deadline, bool block) {
-  std::unique_lock lk(lock_);
+bool GroupCore::take_slot(std::unique_lock<SpinLock>& lk, Deadline deadline, bool block) {
   if (used_ < capacity_) {
     ++used_;
     return true;
@@ -79,12 +89,9 @@ bool GroupCore::reserve(Deadline deadline, bool block) {
   if (!block) return false;
   Waiter w;
   // Woken means handed a slot (used_ unchanged by the hand-over).
-  return park_on(lk, slot_waiters_, w, deadline, "Pool.spawn (full)");
-}
-
-void GroupCore::unreserve() noexcept {
-  std::lock_guard g(lock_);
-  free_slot_locked();
+  if (!park_on(lk, slot_waiters_, w, deadline, "Pool.spawn (full)")) return false;
+  lk.lock();
+  return true;
 }
 
 void GroupCore::free_slot_locked() noexcept {
@@ -109,66 +116,73 @@ std::uint32_t GroupCore::insert_locked(Fiber* f, MemberWatch* watch) {
   f->add_ref();
   members_[index] = Member{f, watch};
   ++count_;
+  if (watch) ++watch->running_;
   return index;
 }
 
-MemberWatch* GroupCore::remove_locked(std::uint32_t index) noexcept {
+void GroupCore::remove_locked(std::uint32_t index) noexcept {
   Member& m = members_[index];
+  Fiber* f = m.fiber;
   MemberWatch* watch = m.watch;
   m = Member{};
   free_.push_back(index);
   if (--count_ == 0) joiners_.wake_all();
   free_slot_locked();
-  return watch;
+  if (watch) watch->finished_locked(*f);
 }
 
-void GroupCore::admit_spawned(Fiber* f, MemberWatch* watch) {
+bool GroupCore::admit_spawned(Fiber* f, MemberWatch* watch, Deadline deadline, bool block) {
   {
-    std::lock_guard g(lock_);
-    const std::uint32_t index = insert_locked(f, watch);
+    std::unique_lock lk(lock_);
+    if (!take_slot(lk, deadline, block)) return false;
+    std::uint32_t index;
+    try {
+      index = insert_locked(f, watch);
+    } catch (...) {
+      free_slot_locked();
+      throw;
+    }
     f->done_hook = &GroupCore::on_done;
     f->done_hook_arg = this;
     f->done_hook_tag = index;
   }
-  if (watch) watch->started();
   add_ref();  // the member's: released by its hook
+  return true;
 }
 
 void GroupCore::abandon(Fiber* f) noexcept {
-  MemberWatch* watch;
   {
     std::lock_guard g(lock_);
-    watch = remove_locked(static_cast<std::uint32_t>(f->done_hook_tag));
+    remove_locked(static_cast<std::uint32_t>(f->done_hook_tag));
   }
   f->done_hook = nullptr;
   f->release();
-  if (watch) watch->finished(*f);
   release();
 }
 
 void GroupCore::on_done(Fiber& f, void* arg, std::uintptr_t index) noexcept {
   auto* core = static_cast<GroupCore*>(arg);
-  MemberWatch* watch;
   {
     std::lock_guard g(core->lock_);
-    watch = core->remove_locked(static_cast<std::uint32_t>(index));
+    core->remove_locked(static_cast<std::uint32_t>(index));
   }
-  if (watch) watch->finished(f);
   f.release();  // the group's reference; the runtime still holds one
   core->release();
 }
 
-bool GroupCore::admit_existing(Fiber* f) {
+bool GroupCore::admit_existing(Fiber* f, Deadline deadline, bool block) {
   std::uint32_t index;
   {
-    std::lock_guard g(lock_);
-    for (const Member& m : members_) {
-      if (m.fiber == f) {
-        free_slot_locked();
-        return false;
-      }
+    std::unique_lock lk(lock_);
+    for (const Member& m : members_)
+      if (m.fiber == f) return true;
+    if (!take_slot(lk, deadline, block)) return false;
+    try {
+      index = insert_locked(f, nullptr);
+    } catch (...) {
+      free_slot_locked();
+      throw;
     }
-    index = insert_locked(f, nullptr);
   }
   add_ref();
   // Fires at once if f has already finished.
@@ -202,6 +216,17 @@ std::vector<boost::intrusive_ptr<Fiber>> GroupCore::members() const {
   for (const Member& m : members_)
     if (m.fiber) out.emplace_back(m.fiber);  // add_ref: safe under lock_, the member holds one
   return out;
+}
+
+void GroupCore::kill_watched(const MemberWatch* watch) const {
+  std::vector<boost::intrusive_ptr<Fiber>> victims;
+  {
+    std::lock_guard g(lock_);
+    for (const Member& m : members_)
+      if (m.fiber && m.watch == watch) victims.emplace_back(m.fiber);
+  }
+  // Outside lock_: kill() takes each fiber's lock (see the lock order).
+  for (auto& f : victims) f->kill(nullptr, false, kNoDeadline);
 }
 
 // ---------------------------------------------------------------------------

@@ -170,33 +170,20 @@ class Group {
   template <class T>
   void add_until(const Greenlet<T>& g, detail::Deadline deadline, bool block) {
     if (!g.valid()) throw Error("green::Group::add: empty Greenlet");
-    if (!core_->reserve(deadline, block)) throw PoolFull();
-    core_->admit_existing(g.raw());
+    if (!core_->admit_existing(g.raw(), deadline, block)) throw PoolFull();
   }
 
   template <class F, class... Args>
   auto spawn_member(const SpawnOptions& opts, detail::Deadline deadline, bool block,
                     detail::MemberWatch* watch, F&& fn, Args&&... args) {
-    if (!core_->reserve(deadline, block)) throw PoolFull();
     using R = detail::SpawnResult<F, Args...>;
-    detail::ResultFiber<R>* task;
+    // The handle owns the new control block: it is freed if we throw.
+    Greenlet<R> handle(detail::make_task(std::forward<F>(fn), std::forward<Args>(args)...));
+    if (!core_->admit_spawned(handle.raw(), watch, deadline, block)) throw PoolFull();
     try {
-      task = detail::make_task(std::forward<F>(fn), std::forward<Args>(args)...);
+      detail::submit(rt_, handle.raw(), opts, detail::Deadline{});
     } catch (...) {
-      core_->unreserve();
-      throw;
-    }
-    Greenlet<R> handle(task);
-    try {
-      core_->admit_spawned(task, watch);
-    } catch (...) {
-      core_->unreserve();
-      throw;
-    }
-    try {
-      detail::submit(rt_, task, opts, detail::Deadline{});
-    } catch (...) {
-      core_->abandon(task);
+      core_->abandon(handle.raw());
       throw;
     }
     return handle;
@@ -268,27 +255,46 @@ template <class F, class Range>
 auto Group::map(F fn, Range&& inputs) {
   using R = detail::MapResult<F, Range>;
   using In = std::ranges::range_value_t<Range>;
-  detail::MemberWatch watch(false);
-  std::vector<Greenlet<R>> calls;
-  if constexpr (std::ranges::sized_range<Range>) calls.reserve(std::ranges::size(inputs));
-  auto call = [&fn](In x) -> R { return std::invoke(fn, std::move(x)); };
-  // Kills what is still running, waits for everything started, then returns
-  // the exception of the earliest failing input, if any.
-  auto stop_all = [&]() -> std::exception_ptr {
-    for (auto& g : calls) g.kill_ptr(nullptr, false, detail::kNoDeadline);
-    watch.wait_all(false);
-    std::exception_ptr first;
-    for (auto& g : calls) {
-      auto e = g.exception();  // marks each failure observed: map reports one
-      if (e && !first) first = e;
+  using Slot = std::conditional_t<std::is_void_v<R>, bool, std::optional<R>>;
+  detail::MemberWatch watch(*core_, false);
+  // One slot per input, filled by its call. A deque never moves its
+  // elements when it grows, so a call may fill its slot while map appends
+  // more. Calls hand back nothing else: no handle is kept, so a long map
+  // holds only the control blocks of the calls running.
+  std::deque<Slot> slots;
+  auto call = [&fn, &watch](Slot* slot, std::size_t index, In x) {
+    try {
+      if constexpr (std::is_void_v<R>) {
+        std::invoke(fn, std::move(x));
+        *slot = true;
+      } else {
+        slot->emplace(std::invoke(fn, std::move(x)));
+      }
+    } catch (const GreenletExit&) {
+      throw;  // killed: its slot stays empty
+    } catch (...) {
+      // Kept for map to rethrow; the call itself ends quietly, so the
+      // failure is reported once, by map, and not as unobserved.
+      watch.record_failure(index, std::current_exception());
     }
-    return first;
   };
+  // Kills the calls still running and waits for every call started.
+  auto stop_all = [&] {
+    core_->kill_watched(&watch);
+    watch.wait_all(false);
+  };
+  // On a bounded pool, once map's calls fill it, map waits until half of
+  // them have finished and then spawns a batch: one wake per batch.
+  const std::size_t cap = core_->capacity();
+  const bool batch = cap != detail::GroupCore::kUnbounded && cap > 1;
   try {
+    std::size_t index = 0;
     for (auto&& x : inputs) {
+      if (batch && watch.running() >= cap) watch.wait_running_at_most(cap / 2, true);
       if (watch.failed()) break;
-      calls.push_back(spawn_member(SpawnOptions{}, detail::kNoDeadline, true, &watch, call,
-                                   static_cast<In>(x)));
+      Slot* slot = &slots.emplace_back();
+      spawn_member(SpawnOptions{}, detail::kNoDeadline, true, &watch, call, slot, index++,
+                   static_cast<In>(x));
     }
     watch.wait_all(true);
   } catch (...) {
@@ -296,13 +302,19 @@ auto Group::map(F fn, Range&& inputs) {
     stop_all();
     throw;
   }
-  if (watch.failed()) std::rethrow_exception(stop_all());
+  if (watch.failed()) {
+    stop_all();
+    std::rethrow_exception(watch.first_failure());
+  }
+  // Every call has ended; one killed from outside left its slot empty.
+  for (const Slot& slot : slots)
+    if (!slot) throw GreenletExit();
   if constexpr (std::is_void_v<R>) {
     return;
   } else {
     std::vector<R> results;
-    results.reserve(calls.size());
-    for (auto& g : calls) results.push_back(detail::take_result(g));
+    results.reserve(slots.size());
+    for (Slot& slot : slots) results.push_back(std::move(*slot));
     return results;
   }
 }
@@ -396,7 +408,11 @@ template <class R, class F, class View>
 class IMapUnordered {
  public:
   IMapUnordered(Group& group, F fn, View inputs, std::size_t window)
-      : group_(group), fn_(std::move(fn)), inputs_(std::move(inputs)), window_(window) {}
+      : group_(group),
+        fn_(std::move(fn)),
+        inputs_(std::move(inputs)),
+        window_(window),
+        watch_(*group.core_, true) {}
   IMapUnordered(const IMapUnordered&) = delete;
   IMapUnordered& operator=(const IMapUnordered&) = delete;
   ~IMapUnordered() {
@@ -480,7 +496,7 @@ class IMapUnordered {
   bool started_ = false;
   std::ranges::iterator_t<View> next_{};
   std::size_t outstanding_ = 0;         // started and not yet read
-  detail::MemberWatch watch_{true};
+  detail::MemberWatch watch_;
   std::vector<Greenlet<R>> running_;    // not yet finished (for cleanup)
   Greenlet<R> current_;
   std::optional<Value> value_;

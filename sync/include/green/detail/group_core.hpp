@@ -11,15 +11,18 @@
 // g.join() returns, the group no longer counts g and its slot is free.
 // Members add()ed from outside use an ordinary link instead.
 //
-// Lock order: a member's Fiber::lock (held while its hook runs) before the
-// core's lock_, before a MemberWatch's lock. Nothing here takes a fiber's
-// lock while holding lock_ (kill() works on a snapshot).
+// One lock, lock_, guards the books and every MemberWatch of the group, so
+// that a spawn costs one lock round and a finishing member another.
+// Lock order: a member's Fiber::lock (held while its hook runs) before
+// lock_. Nothing here takes a fiber's lock while holding lock_ (kill()
+// works on a snapshot).
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <limits>
 #include <vector>
 
@@ -30,31 +33,46 @@
 
 namespace green::detail {
 
-// Follows some of a group's members for one map()/imap() call: counts those
-// still running, notes the first failure, and (for imap_unordered) queues
-// the finished ones in the order they finished. One party waits on it.
+class GroupCore;
+
+// Follows some of a group's members for one map()/imap_unordered() call:
+// counts those still running, keeps the failure of the earliest input, and
+// (imap_unordered) queues the finished ones in the order they finished. One
+// party waits on it. Guarded by its GroupCore's lock.
 class MemberWatch {
  public:
-  explicit MemberWatch(bool queue_finished) : queue_finished_(queue_finished) {}
+  MemberWatch(GroupCore& core, bool queue_finished) : core_(core), queue_finished_(queue_finished) {}
   MemberWatch(const MemberWatch&) = delete;
   MemberWatch& operator=(const MemberWatch&) = delete;
   ~MemberWatch();
 
-  void started() noexcept;
-  void finished(Fiber& f) noexcept;  // from the member's done hook
-
+  // Waits until at most `running` are still running, or (stop_on_failure)
+  // one has failed. Finishing members wake the waiter only at that point,
+  // so map() pays one wake per batch of calls, not one per call.
+  void wait_running_at_most(std::size_t running, bool stop_on_failure);
   // Waits until none is running, or (stop_on_failure) one has failed.
-  void wait_all(bool stop_on_failure);
+  void wait_all(bool stop_on_failure) { wait_running_at_most(0, stop_on_failure); }
   // Waits for the next finished member (imap_unordered); null when none is
   // running and none is queued. The caller owns one reference to it.
   Fiber* next_finished();
   bool failed() const;
   std::size_t running() const;
+  // A call of map() failed at input `index`: remembers the failure of the
+  // earliest input (not the first in time) and wakes the waiter.
+  void record_failure(std::size_t index, std::exception_ptr e) noexcept;
+  // The failure recorded for the earliest input, or null.
+  std::exception_ptr first_failure() const;
 
  private:
-  mutable SpinLock lock_;
+  friend class GroupCore;
+  void finished_locked(Fiber& f) noexcept;
+
+  GroupCore& core_;
   std::size_t running_ = 0;
+  std::size_t wake_at_ = 0;  // the waiter wants running_ <= wake_at_
   bool failed_ = false;
+  std::size_t failed_index_ = 0;
+  std::exception_ptr failure_;
   const bool queue_finished_;
   std::deque<Fiber*> finished_;  // each holds a reference
   WaitList waiter_;
@@ -74,26 +92,23 @@ class GroupCore {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
 
-  // ---- slots (a Pool's capacity; a Group never runs out) -----------------
-  // Reserves a slot, waiting for one until `deadline` when `block`. False if
-  // none was free in time. Waiters are served first come, first served.
-  bool reserve(Deadline deadline, bool block);
-  // Gives back a reserved slot that was not used.
-  void unreserve() noexcept;
-
   // ---- members -------------------------------------------------------------
-  // Makes f (not yet submitted, holding a reserved slot) a member; its done
-  // hook will remove it and free the slot. `watch` may be null.
-  void admit_spawned(Fiber* f, MemberWatch* watch);
+  // Takes a slot for f (not yet submitted), waiting for one until `deadline`
+  // when `block` (first come, first served), and makes f a member whose
+  // done hook frees the slot; `watch` (may be null) follows it. False when
+  // no slot came in time.
+  bool admit_spawned(Fiber* f, MemberWatch* watch, Deadline deadline, bool block);
   // Undoes admit_spawned() when f could not be submitted.
   void abandon(Fiber* f) noexcept;
-  // Makes an already spawned green thread a member (holding a reserved
-  // slot), through a link. False, and the slot is given back, if it was a
-  // member already.
-  bool admit_existing(Fiber* f);
+  // Makes an already spawned green thread a member, taking a slot as
+  // admit_spawned() does; it leaves through a link. True if it was a member
+  // already (nothing changes then); false when no slot came in time.
+  bool admit_existing(Fiber* f, Deadline deadline, bool block);
   bool contains(const Fiber* f) const;
   std::size_t size() const;
   std::vector<boost::intrusive_ptr<Fiber>> members() const;
+  // Kills (without waiting) the members followed by `watch`.
+  void kill_watched(const MemberWatch* watch) const;
 
   // ---- waiting ---------------------------------------------------------------
   // Until no member is left; false if the deadline passed first.
@@ -104,25 +119,28 @@ class GroupCore {
   std::size_t wait_available(Deadline deadline);
 
  private:
+  friend class MemberWatch;
   struct Member {
     Fiber* fiber = nullptr;  // holds a reference; null: a free entry
     MemberWatch* watch = nullptr;
   };
   static void on_done(Fiber& f, void* core, std::uintptr_t index) noexcept;
+  // Takes a slot under `lk`, waiting as admit_spawned() says.
+  bool take_slot(std::unique_lock<SpinLock>& lk, Deadline deadline, bool block);
   std::uint32_t insert_locked(Fiber* f, MemberWatch* watch);
-  // Removes entry `index` and frees its slot; returns its watch.
-  MemberWatch* remove_locked(std::uint32_t index) noexcept;
+  // Removes entry `index`, frees its slot, tells its watch.
+  void remove_locked(std::uint32_t index) noexcept;
   void free_slot_locked() noexcept;
 
   std::atomic<std::size_t> refs_{1};
   mutable SpinLock lock_;
   const std::size_t capacity_;
-  std::size_t used_ = 0;               // slots reserved (members + spawns under way)
+  std::size_t used_ = 0;               // slots taken (= members, plus spawns under way)
   std::vector<Member> members_;        // indexed by the member's hook tag
   std::vector<std::uint32_t> free_;    // unused entries of members_
   std::size_t count_ = 0;              // live members
   WaitList joiners_;                   // join(): woken when count_ reaches 0
-  WaitList slot_waiters_;              // reserve(): handed a slot, FIFO
+  WaitList slot_waiters_;              // handed a slot, FIFO
   WaitList available_waiters_;         // wait_available(): woken on any free slot
 };
 
