@@ -5,11 +5,25 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 
 #include "green/errors.hpp"
 
 namespace green::detail {
+
+namespace {
+// Set once by io/ before it registers its first fd; read on every poll.
+std::atomic<ReadyFn> ready_handler{nullptr};
+}  // namespace
+
+void set_ready_handler(ReadyFn fn) noexcept { ready_handler.store(fn, std::memory_order_release); }
+
+void hub_add(Hub* hub, int fd, std::uint32_t epoll_events, std::uint64_t token) {
+  hub->add(fd, epoll_events, token);
+}
+
+void hub_remove(Hub* hub, int fd) noexcept { hub->remove(fd); }
 
 Hub::Hub() {
   epfd_ = epoll_create1(EPOLL_CLOEXEC);
@@ -22,7 +36,7 @@ Hub::Hub() {
   }
   epoll_event ev{};
   ev.events = EPOLLIN;
-  ev.data.ptr = nullptr;  // null marks the wake-up eventfd
+  ev.data.u64 = 0;  // token 0 marks the wake-up eventfd
   if (epoll_ctl(epfd_, EPOLL_CTL_ADD, eventfd_, &ev) < 0) {
     const int err = errno;
     close(eventfd_);
@@ -46,17 +60,19 @@ void Hub::wake() noexcept {
   } while (n < 0 && errno == EINTR);
 }
 
-int Hub::poll(int timeout_ms) noexcept {
+int Hub::poll(int timeout_ms, bool owner) noexcept {
   constexpr int kBatch = 128;
   epoll_event events[kBatch];
   int n;
   do {
     n = epoll_wait(epfd_, events, kBatch, timeout_ms);
   } while (n < 0 && errno == EINTR);
+  const ReadyFn ready = ready_handler.load(std::memory_order_acquire);
   int dispatched = 0;
   for (int i = 0; i < n; ++i) {
-    auto* watcher = static_cast<HubWatcher*>(events[i].data.ptr);
-    if (!watcher) {
+    const std::uint64_t token = events[i].data.u64;
+    if (token == 0) {
+      if (!owner) continue;  // the owner's wake-up: left for it (level-triggered)
       std::uint64_t count;
       while (read(eventfd_, &count, sizeof count) > 0) {
       }
@@ -65,16 +81,16 @@ int Hub::poll(int timeout_ms) noexcept {
       wake_pending_.store(false, std::memory_order_release);
       continue;
     }
-    watcher->on_ready(events[i].events);
+    if (ready) ready(token, events[i].events);
     ++dispatched;
   }
   return dispatched;
 }
 
-void Hub::add(int fd, std::uint32_t events, HubWatcher* watcher) {
+void Hub::add(int fd, std::uint32_t events, std::uint64_t token) {
   epoll_event ev{};
   ev.events = events | EPOLLET;
-  ev.data.ptr = watcher;
+  ev.data.u64 = token;
   if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0) throw SystemError(errno, "epoll_ctl(ADD)");
   watched_.fetch_add(1, std::memory_order_relaxed);
 }

@@ -5,24 +5,21 @@
 // only the first wake after the worker last drained the eventfd writes to it,
 // so a burst of wakes costs one system call.
 //
-// The hub knows nothing of sockets. io/ registers an fd together with a
-// HubWatcher; readiness is dispatched to the watcher's on_ready() on whichever
-// worker polls this hub (its owner, or an idle worker polling it without
-// blocking so a busy owner does not delay readiness).
+// The hub knows nothing of sockets. io/ registers an fd under a token (see
+// green/detail/hub.hpp); readiness is dispatched to the process-wide ready
+// handler on whichever worker polls this hub: its owner, or an idle worker
+// polling it without blocking so that a busy owner does not delay
+// readiness. Only the owner drains the wake-up eventfd (a wake is meant for
+// the owner), which is registered level-triggered so that a foreign poll
+// never hides it.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 
+#include "green/detail/hub.hpp"
+
 namespace green::detail {
-
-class HubWatcher {
- public:
-  virtual void on_ready(std::uint32_t epoll_events) noexcept = 0;
-
- protected:
-  ~HubWatcher() = default;
-};
 
 class Hub {
  public:
@@ -35,11 +32,12 @@ class Hub {
   void wake() noexcept;
 
   // Waits up to timeout_ms (-1: no limit, 0: just look) and dispatches what is
-  // ready. Returns the number of watcher events dispatched (wakes excluded).
-  int poll(int timeout_ms) noexcept;
+  // ready. Returns the number of fd events dispatched (wakes excluded).
+  // `owner` is false when another worker polls this hub (timeout 0 only).
+  int poll(int timeout_ms, bool owner = true) noexcept;
 
-  // Registers fd edge-triggered for `events`. Throws SystemError.
-  void add(int fd, std::uint32_t events, HubWatcher* watcher);
+  // Registers fd edge-triggered for `events` (see green/detail/hub.hpp).
+  void add(int fd, std::uint32_t events, std::uint64_t token);
   void remove(int fd) noexcept;
 
   int epoll_fd() const noexcept { return epfd_; }

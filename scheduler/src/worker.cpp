@@ -518,6 +518,7 @@ Fiber* Worker::find_runnable() {
     if (!f && round % kStealEvery == 0) {
       f = steal_work();
       if (f && !prepare_to_run(f)) continue;
+      if (!f && poll_busy_hubs() > 0) continue;
     }
     if (f) {
       stop_spinning();
@@ -535,6 +536,34 @@ Fiber* Worker::find_runnable() {
     }
     __builtin_ia32_pause();
   }
+}
+
+bool Worker::busy_peer_with_fds() noexcept {
+  const unsigned n = rt_->worker_count();
+  for (unsigned i = 0; i < n; ++i) {
+    Worker& v = rt_->worker(i);
+    if (&v != this && !v.parked_.load(std::memory_order_relaxed) && v.hub_.has_watchers()) return true;
+  }
+  return false;
+}
+
+int Worker::poll_busy_hubs() noexcept {
+  // Readiness events are edge-triggered, so each goes to exactly one of the
+  // pollers (the owner or us); the ready handler is thread-safe, and what it
+  // wakes lands on our queues (wakes from a worker stay local).
+  int dispatched = 0;
+  const unsigned n = rt_->worker_count();
+  for (unsigned i = 0; i < n; ++i) {
+    Worker& v = rt_->worker(i);
+    if (&v != this && !v.parked_.load(std::memory_order_relaxed) && v.hub_.has_watchers())
+      dispatched += v.hub_.poll(0, /*owner=*/false);
+  }
+  return dispatched;
+}
+
+Hub* current_hub() noexcept {
+  Worker* w = current_worker();
+  return w ? &w->hub() : nullptr;
 }
 
 void Worker::park_in_hub() {
@@ -556,7 +585,14 @@ void Worker::park_in_hub() {
                        ? 0
                        : static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
     }
+    // A busy worker does not poll its own hub while it runs a long green
+    // thread: while one has fds registered, come back every millisecond to
+    // poll its hub for it (as Go's sysmon polls the network). With every
+    // worker idle nobody needs this and the sleep is unbounded.
+    if (busy_peer_with_fds() && (timeout_ms < 0 || timeout_ms > kBusyHubPollMs))
+      timeout_ms = kBusyHubPollMs;
     hub_.poll(timeout_ms);
+    poll_busy_hubs();
   }
   parked_.store(false, std::memory_order_relaxed);
   rt_->leave_idle(this);

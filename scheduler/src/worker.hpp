@@ -190,6 +190,11 @@ class Worker {
   void run_from_scheduler(Fiber* f);
   void jump(Fiber* from, Fiber* to, SwitchMsg* msg, bool from_is_finishing);
   void park_in_hub();
+  // Idle workers poll the hubs of busy workers (not parked, fds registered)
+  // without blocking; returns the fd events dispatched.
+  int poll_busy_hubs() noexcept;
+  bool busy_peer_with_fds() noexcept;
+  static constexpr int kBusyHubPollMs = 1;
 
   RuntimeCore* rt_;
   unsigned index_;

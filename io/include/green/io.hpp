@@ -1,0 +1,10 @@
+// green/io.hpp — everything in io/: fd readiness, addresses, sockets,
+// buffered streams, servers and signals.
+#pragma once
+
+#include "green/address.hpp"
+#include "green/fd.hpp"
+#include "green/server.hpp"
+#include "green/signal.hpp"
+#include "green/socket.hpp"
+#include "green/stream.hpp"

@@ -1,0 +1,122 @@
+// green/server.hpp — StreamServer and DatagramServer (gevent.server), on
+// every worker.
+//
+//   green::StreamServer server(green::Address::parse("0.0.0.0:6000"),
+//       [](green::Socket& sock, const green::Address& peer) {
+//         green::Stream stream(sock);
+//         for (auto& line : stream.lines()) sock.send_all(line);
+//       });
+//   server.serve_forever();          // in a green thread; stop() ends it
+//
+// StreamServer listens with one SO_REUSEPORT socket per worker (the kernel
+// spreads incoming connections over them) and accepts on each in a green
+// thread pinned to that worker; every connection's handler runs in its own
+// green thread spawned there, with the connected Socket (closed when the
+// handler returns) and the peer's address. An exception from a handler is
+// reported on stderr with the peer's address and closes only that
+// connection. With max_connections, at most that many handlers run at once
+// (a Pool): further connections wait, accepted but unserved, for a slot.
+//
+// Life cycle: start() binds and begins accepting (port 0 picks a free port:
+// read it back with address()); serve_forever() is start() plus waiting
+// until stop(); stop(grace) stops accepting at once, waits up to `grace` for
+// running handlers to finish, then kills the rest and waits for them. The
+// destructor stops with no grace. start(), serve_forever() and stop() must
+// be called from green threads of one runtime; stop() may come from any of
+// them (a signal handler, typically).
+//
+// DatagramServer binds one UDP socket and calls handler(data, peer, server)
+// for every datagram, each in its own green thread; server.send_to() replies.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "green/address.hpp"
+#include "green/event.hpp"
+#include "green/greenlet.hpp"
+#include "green/pool.hpp"
+#include "green/socket.hpp"
+
+namespace green {
+
+struct StreamServerOptions {
+  unsigned listeners = 0;           // 0: one per worker of the runtime
+  std::size_t max_connections = 0;  // handlers at once; 0: no limit
+  int backlog = 1024;
+  bool nodelay = true;              // TCP_NODELAY on accepted connections
+};
+
+class StreamServer {
+ public:
+  using Handler = std::function<void(Socket&, const Address&)>;
+
+  StreamServer(Address address, Handler handler, StreamServerOptions options = {});
+  StreamServer(const StreamServer&) = delete;
+  StreamServer& operator=(const StreamServer&) = delete;
+  ~StreamServer();
+
+  // Binds and starts accepting. Throws SystemError (e.g. address in use),
+  // Error if already started.
+  void start();
+  // start() (unless started) and wait until stop().
+  void serve_forever();
+  // See the header comment. Returns once every handler has ended.
+  void stop(std::chrono::steady_clock::duration grace = std::chrono::seconds(1));
+
+  bool started() const noexcept { return started_; }
+  // The bound address (with the chosen port after a port-0 start()).
+  Address address() const { return address_; }
+  // Handlers running now.
+  std::size_t connections() const { return handlers_->size(); }
+
+ private:
+  void accept_loop(Socket& listener);
+
+  Address address_;
+  Handler handler_;
+  StreamServerOptions options_;
+  std::unique_ptr<Group> handlers_;
+  std::vector<Socket> listeners_;
+  std::vector<Greenlet<void>> acceptors_;
+  Event stopped_;
+  bool started_ = false;
+  std::atomic<bool> stopping_{false};  // read by the acceptors on every worker
+};
+
+class DatagramServer {
+ public:
+  using Handler = std::function<void(std::string_view data, const Address& peer, DatagramServer& server)>;
+
+  DatagramServer(Address address, Handler handler, std::size_t max_datagram = 65536);
+  DatagramServer(const DatagramServer&) = delete;
+  DatagramServer& operator=(const DatagramServer&) = delete;
+  ~DatagramServer();
+
+  void start();
+  void serve_forever();
+  void stop(std::chrono::steady_clock::duration grace = std::chrono::seconds(1));
+  bool started() const noexcept { return started_; }
+  Address address() const { return address_; }
+  // Sends a datagram from the server's socket.
+  void send_to(std::string_view data, const Address& peer) { socket_.send_to(data, peer); }
+
+ private:
+  Address address_;
+  Handler handler_;
+  std::size_t max_datagram_;
+  Socket socket_;
+  Group handlers_;
+  Greenlet<void> receiver_;
+  Event stopped_;
+  bool started_ = false;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace green

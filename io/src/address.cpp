@@ -1,0 +1,117 @@
+// address.cpp — parsing and printing socket addresses.
+#include "green/address.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/un.h>
+
+#include <charconv>
+#include <cstring>
+
+#include "green/errors.hpp"
+
+namespace green {
+
+Address::Address(const sockaddr* sa, socklen_t len) {
+  if (len > sizeof storage_) throw Error("green::Address: address too long");
+  std::memcpy(&storage_, sa, len);
+  len_ = len;
+}
+
+Address Address::ip(std::string_view numeric_host, std::uint16_t port) {
+  const std::string host(numeric_host);
+  Address a;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&a.storage_);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    a.len_ = sizeof(sockaddr_in);
+    return a;
+  }
+  a = Address();
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&a.storage_);
+  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    a.len_ = sizeof(sockaddr_in6);
+    return a;
+  }
+  throw Error("green::Address: not a numeric IPv4 or IPv6 address: '" + host + "'");
+}
+
+Address Address::unix_path(std::string_view path) {
+  Address a;
+  auto* un = reinterpret_cast<sockaddr_un*>(&a.storage_);
+  if (path.empty() || path.size() >= sizeof un->sun_path)
+    throw Error("green::Address: bad Unix socket path '" + std::string(path) + "'");
+  un->sun_family = AF_UNIX;
+  std::memcpy(un->sun_path, path.data(), path.size());
+  a.len_ = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+  return a;
+}
+
+Address Address::parse(std::string_view text) {
+  if (text.starts_with("unix:")) return unix_path(text.substr(5));
+  std::string_view host, port;
+  if (text.starts_with("[")) {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      throw Error("green::Address: expected [ipv6]:port, got '" + std::string(text) + "'");
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos)
+      throw Error("green::Address: expected host:port, got '" + std::string(text) + "'");
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  unsigned value = 0;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (ec != std::errc() || end != port.data() + port.size() || value > 65535 || port.empty())
+    throw Error("green::Address: bad port in '" + std::string(text) + "'");
+  return ip(host, static_cast<std::uint16_t>(value));
+}
+
+std::uint16_t Address::port() const noexcept {
+  if (family() == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_port);
+  if (family() == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_port);
+  return 0;
+}
+
+Address Address::with_port(std::uint16_t port) const {
+  Address a = *this;
+  if (family() == AF_INET) {
+    reinterpret_cast<sockaddr_in*>(&a.storage_)->sin_port = htons(port);
+  } else if (family() == AF_INET6) {
+    reinterpret_cast<sockaddr_in6*>(&a.storage_)->sin6_port = htons(port);
+  } else {
+    throw Error("green::Address::with_port: not an IP address");
+  }
+  return a;
+}
+
+std::string Address::to_string() const {
+  char buf[INET6_ADDRSTRLEN] = {};
+  switch (family()) {
+    case AF_INET:
+      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr, buf, sizeof buf);
+      return std::string(buf) + ":" + std::to_string(port());
+    case AF_INET6:
+      inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr, buf, sizeof buf);
+      return "[" + std::string(buf) + "]:" + std::to_string(port());
+    case AF_UNIX: {
+      const auto* un = reinterpret_cast<const sockaddr_un*>(&storage_);
+      const std::size_t max = len_ > offsetof(sockaddr_un, sun_path) ? len_ - offsetof(sockaddr_un, sun_path) : 0;
+      return "unix:" + std::string(un->sun_path, strnlen(un->sun_path, max));
+    }
+    default:
+      return "(no address)";
+  }
+}
+
+bool operator==(const Address& a, const Address& b) noexcept {
+  return a.len_ == b.len_ && std::memcmp(&a.storage_, &b.storage_, a.len_) == 0;
+}
+
+}  // namespace green

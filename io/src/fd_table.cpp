@@ -1,0 +1,176 @@
+// fd_table.cpp — readiness state per fd, the hub's ready handler, and the
+// waits built on them (see fd_table.hpp and green/fd.hpp).
+#include "fd_table.hpp"
+
+#include <poll.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <mutex>
+#include <string>
+
+#include "green/detail/hub.hpp"
+#include "green/errors.hpp"
+#include "green/fd.hpp"
+
+namespace green::io_detail {
+
+namespace {
+
+constexpr int kChunkBits = 12;
+constexpr int kChunkSize = 1 << kChunkBits;
+constexpr int kChunks = 1 << 10;  // fds below 4,194,304
+std::atomic<FdState*> chunks[kChunks];
+std::mutex chunk_alloc;
+
+constexpr std::uint64_t token_of(int fd, std::uint32_t generation) {
+  return (std::uint64_t{generation} << 32) | static_cast<std::uint32_t>(fd);
+}
+
+// Wakes a parked waiter; if it already left (timed out), the edge is kept
+// for the next wait instead of being lost.
+void wake_or_remember(detail::Waiter*& slot, bool& ready_flag) noexcept {
+  detail::Waiter* w = slot;
+  slot = nullptr;
+  if (!w || !detail::wake(*w)) ready_flag = true;
+}
+
+void on_ready(std::uint64_t token, std::uint32_t events) noexcept {
+  const int fd = static_cast<int>(token & 0xffffffffu);
+  const auto generation = static_cast<std::uint32_t>(token >> 32);
+  FdState& st = fd_state(fd);
+  std::lock_guard g(st.lock);
+  if (st.generation != generation || !st.registered) return;  // a closed fd's event
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) wake_or_remember(st.reader, st.readable);
+  if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) wake_or_remember(st.writer, st.writable);
+}
+
+// The waiter's slot says how it was woken.
+constexpr std::uintptr_t kWokenClosed = 1;
+
+bool poll_plain_thread(int fd, Direction dir, detail::Deadline deadline, const char* op) {
+  pollfd p{fd, static_cast<short>(dir == Direction::read ? POLLIN : POLLOUT), 0};
+  for (;;) {
+    int timeout_ms = -1;
+    if (deadline != detail::kNoDeadline) {
+      const auto left = deadline - detail::Clock::now();
+      if (left <= detail::Clock::duration::zero()) return false;
+      timeout_ms = static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
+    }
+    const int n = ::poll(&p, 1, timeout_ms);
+    if (n > 0) {
+      if (p.revents & POLLNVAL) throw SystemError(EBADF, op);
+      return true;
+    }
+    if (n < 0 && errno != EINTR) throw SystemError(errno, std::string(op) + " (poll)");
+  }
+}
+
+}  // namespace
+
+FdState& fd_state(int fd) {
+  if (fd < 0 || fd >= kChunks * kChunkSize)
+    throw Error("green: fd " + std::to_string(fd) + " out of the supported range");
+  const int c = fd >> kChunkBits;
+  // acquire: the chunk's states are constructed before the pointer is seen.
+  FdState* chunk = chunks[c].load(std::memory_order_acquire);
+  if (!chunk) {
+    std::lock_guard g(chunk_alloc);
+    chunk = chunks[c].load(std::memory_order_relaxed);
+    if (!chunk) {
+      chunk = new FdState[kChunkSize];  // never freed: events may still look it up
+      chunks[c].store(chunk, std::memory_order_release);
+    }
+  }
+  return chunk[fd & (kChunkSize - 1)];
+}
+
+bool wait_fd(int fd, Direction dir, detail::Deadline deadline, const char* op) {
+  static const bool installed = (detail::set_ready_handler(&on_ready), true);
+  (void)installed;
+  FdState& st = fd_state(fd);
+  std::unique_lock lk(st.lock);
+  if (st.closing) throw SystemError(EBADF, op);
+  bool& ready = dir == Direction::read ? st.readable : st.writable;
+  if (ready) {
+    ready = false;  // consume the edge; the caller retries its call
+    return true;
+  }
+  if (!st.registered) {
+    detail::Hub* hub = detail::current_hub();
+    if (!hub) {
+      lk.unlock();
+      return poll_plain_thread(fd, dir, deadline, op);
+    }
+    detail::hub_add(hub, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, token_of(fd, st.generation));
+    st.registered = true;
+  }
+  detail::Waiter*& slot = dir == Direction::read ? st.reader : st.writer;
+  if (slot)
+    throw Error("green: fd " + std::to_string(fd) + " is already waited on for " +
+                (dir == Direction::read ? "reading" : "writing") + " by another green thread");
+  detail::Waiter w;
+  auto publish = [&](detail::Waiter& me) {
+    slot = &me;
+    lk.unlock();
+  };
+  const detail::WakeReason r = detail::park(w, deadline, detail::PublishFn(publish), op);
+  if (r == detail::WakeReason::notified) {
+    if (w.tag == kWokenClosed) throw SystemError(EBADF, op);
+    return true;
+  }
+  lk.lock();
+  if (slot == &w) slot = nullptr;
+  lk.unlock();
+  if (r == detail::WakeReason::interrupted) detail::throw_if_interrupted();
+  return false;
+}
+
+}  // namespace green::io_detail
+
+namespace green {
+
+using io_detail::Direction;
+
+void wait_readable(int fd) { io_detail::wait_fd(fd, Direction::read, detail::kNoDeadline, "wait_readable"); }
+bool wait_readable(int fd, std::chrono::steady_clock::duration timeout) {
+  return io_detail::wait_fd(fd, Direction::read, detail::deadline_after(timeout), "wait_readable");
+}
+void wait_writable(int fd) { io_detail::wait_fd(fd, Direction::write, detail::kNoDeadline, "wait_writable"); }
+bool wait_writable(int fd, std::chrono::steady_clock::duration timeout) {
+  return io_detail::wait_fd(fd, Direction::write, detail::deadline_after(timeout), "wait_writable");
+}
+
+void close_fd(int fd) noexcept {
+  if (fd < 0) return;
+  io_detail::FdState* st = nullptr;
+  try {
+    st = &io_detail::fd_state(fd);
+  } catch (...) {
+  }
+  if (st) {
+    std::lock_guard g(st->lock);
+    st->closing = true;
+    ++st->generation;
+    if (st->generation == 0 || st->generation >= (1u << 31)) st->generation = 1;
+    st->registered = false;
+    st->readable = st->writable = false;
+    for (detail::Waiter** slot : {&st->reader, &st->writer}) {
+      if (detail::Waiter* w = *slot) {
+        *slot = nullptr;
+        w->tag = io_detail::kWokenClosed;
+        if (!detail::wake(*w)) w->tag = 0;
+      }
+    }
+  }
+  // close(2) also drops the fd from the epoll set it was registered with.
+  ::close(fd);
+  if (st) {
+    std::lock_guard g(st->lock);
+    st->closing = false;
+  }
+}
+
+}  // namespace green
