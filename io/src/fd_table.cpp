@@ -47,8 +47,14 @@ void on_ready(std::uint64_t token, std::uint32_t events) noexcept {
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) wake_or_remember(st.writer, st.writable);
 }
 
-// The waiter's slot says how it was woken.
+// Waiter::tag says why a waiter was woken other than by readiness.
 constexpr std::uintptr_t kWokenClosed = 1;
+constexpr std::uintptr_t kWokenBusy = 2;
+
+Error busy_error(int fd, bool reading) {
+  return Error("green: fd " + std::to_string(fd) + " is already waited on for " +
+               (reading ? "reading" : "writing") + " by another green thread");
+}
 
 bool poll_plain_thread(int fd, Direction dir, detail::Deadline deadline, const char* op) {
   pollfd p{fd, static_cast<short>(dir == Direction::read ? POLLIN : POLLOUT), 0};
@@ -91,39 +97,62 @@ bool wait_fd(int fd, Direction dir, detail::Deadline deadline, const char* op) {
   static const bool installed = (detail::set_ready_handler(&on_ready), true);
   (void)installed;
   FdState& st = fd_state(fd);
-  std::unique_lock lk(st.lock);
-  if (st.closing) throw SystemError(EBADF, op);
-  bool& ready = dir == Direction::read ? st.readable : st.writable;
-  if (ready) {
-    ready = false;  // consume the edge; the caller retries its call
-    return true;
-  }
-  if (!st.registered) {
-    detail::Hub* hub = detail::current_hub();
-    if (!hub) {
-      lk.unlock();
-      return poll_plain_thread(fd, dir, deadline, op);
+  const bool reading = dir == Direction::read;
+  std::uint32_t generation = 0;
+  bool plain_thread = false;
+  {
+    std::lock_guard g(st.lock);
+    if (st.closing) throw SystemError(EBADF, op);
+    bool& ready = reading ? st.readable : st.writable;
+    if (ready) {
+      ready = false;  // consume the edge; the caller retries its call
+      return true;
     }
-    detail::hub_add(hub, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, token_of(fd, st.generation));
-    st.registered = true;
+    if (!st.registered) {
+      detail::Hub* hub = detail::current_hub();
+      if (hub) {
+        detail::hub_add(hub, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, token_of(fd, st.generation));
+        st.registered = true;
+      } else {
+        plain_thread = true;  // nobody watches it: poll(2) below
+      }
+    }
+    if (!plain_thread && (reading ? st.reader : st.writer)) throw busy_error(fd, reading);
+    generation = st.generation;
   }
-  detail::Waiter*& slot = dir == Direction::read ? st.reader : st.writer;
-  if (slot)
-    throw Error("green: fd " + std::to_string(fd) + " is already waited on for " +
-                (dir == Direction::read ? "reading" : "writing") + " by another green thread");
+  if (plain_thread) return poll_plain_thread(fd, dir, deadline, op);
+  // The lock is not held across the switch: the worker polls hubs while it
+  // looks for the next green thread, and the ready handler takes this lock.
+  // So the publish step takes it again and re-checks what may have changed.
   detail::Waiter w;
   auto publish = [&](detail::Waiter& me) {
-    slot = &me;
-    lk.unlock();
+    std::lock_guard g(st.lock);
+    detail::Waiter*& slot = reading ? st.reader : st.writer;
+    bool& ready = reading ? st.readable : st.writable;
+    if (st.closing || st.generation != generation) {
+      me.tag = kWokenClosed;
+      detail::wake(me);
+    } else if (ready) {
+      ready = false;
+      detail::wake(me);
+    } else if (slot) {
+      me.tag = kWokenBusy;  // another waiter got in meanwhile
+      detail::wake(me);
+    } else {
+      slot = &me;
+    }
   };
   const detail::WakeReason r = detail::park(w, deadline, detail::PublishFn(publish), op);
   if (r == detail::WakeReason::notified) {
     if (w.tag == kWokenClosed) throw SystemError(EBADF, op);
+    if (w.tag == kWokenBusy) throw busy_error(fd, reading);
     return true;
   }
-  lk.lock();
-  if (slot == &w) slot = nullptr;
-  lk.unlock();
+  {
+    std::lock_guard g(st.lock);
+    detail::Waiter*& slot = reading ? st.reader : st.writer;
+    if (slot == &w) slot = nullptr;
+  }
   if (r == detail::WakeReason::interrupted) detail::throw_if_interrupted();
   return false;
 }
