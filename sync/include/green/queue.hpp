@@ -137,6 +137,14 @@ class BasicQueue {
   void put(T v, Clock::duration timeout) { put_until(std::move(v), deadline_after(timeout), true); }
   // Adds v only if that needs no waiting; else throws QueueFull.
   void put_nowait(T v) { put_until(std::move(v), kNoDeadline, false); }
+  // As put_nowait(), but reports a full queue by returning false, leaving v
+  // untouched (no exception on the hot path of a broadcast). Throws
+  // QueueClosed.
+  bool try_put(T& v) {
+    std::lock_guard g(lock_);
+    if (closed_) throw QueueClosed();
+    return put_locked(v);
+  }
 
   // ---- getting ------------------------------------------------------------
   // Removes and returns the next item, waiting while there is none. Throws
@@ -147,6 +155,13 @@ class BasicQueue {
   // Returns the next item if there is one now; else throws QueueEmpty (or
   // QueueClosed when closed and drained).
   T get_nowait() { return unwrap(get_until(kNoDeadline, false)); }
+  // The next item if there is one now, else nullopt (closed or not): for
+  // draining what is queued without exceptions.
+  std::optional<T> try_get() {
+    std::lock_guard g(lock_);
+    if (store_.items.empty() && !rendezvous_) return std::nullopt;
+    return take_locked();
+  }
 
   // ---- state ----------------------------------------------------------------
   // Items queued now (not counting items of putters still waiting).
@@ -271,30 +286,25 @@ class BasicQueue {
     return std::nullopt;
   }
 
-  void put_until(T v, Deadline deadline, bool block) {
-    std::unique_lock lk(lock_);
-    if (closed_) throw QueueClosed();
+  // Under lock_: hands v to a getter or stores it, if that needs no
+  // waiting. False (v untouched) when the queue is full.
+  bool put_locked(T& v) {
     if (hand_to_getter(v)) {
       ++unfinished_;
-      return;
+      return true;
     }
     if (!rendezvous_ && (maxsize_ == 0 || store_.items.size() < maxsize_)) {
       store_.push(std::move(v));
       ++unfinished_;
       peekers_.wake_all();
-      return;
+      return true;
     }
-    if (!block) throw QueueFull();
-    Waiter w;
-    w.payload = &v;
-    w.tag = kPutPending;
-    if (!park_on(lk, putters_, w, deadline, "Queue.put")) throw QueueFull();
-    if (w.tag == kPutClosed) throw QueueClosed();
+    return false;
   }
 
-  // nullopt: closed and drained.
-  std::optional<T> get_until(Deadline deadline, bool block) {
-    std::unique_lock lk(lock_);
+  // Under lock_: the next item (moving a waiting putter's item in behind
+  // it), or nullopt when none is there.
+  std::optional<T> take_locked() {
     if (!store_.items.empty()) {
       std::optional<T> v(store_.pop());
       // Room was made: the longest-waiting putter's item moves in.
@@ -312,6 +322,25 @@ class BasicQueue {
         return v;
       }
     }
+    return std::nullopt;
+  }
+
+  void put_until(T v, Deadline deadline, bool block) {
+    std::unique_lock lk(lock_);
+    if (closed_) throw QueueClosed();
+    if (put_locked(v)) return;
+    if (!block) throw QueueFull();
+    Waiter w;
+    w.payload = &v;
+    w.tag = kPutPending;
+    if (!park_on(lk, putters_, w, deadline, "Queue.put")) throw QueueFull();
+    if (w.tag == kPutClosed) throw QueueClosed();
+  }
+
+  // nullopt: closed and drained.
+  std::optional<T> get_until(Deadline deadline, bool block) {
+    std::unique_lock lk(lock_);
+    if (auto v = take_locked()) return v;
     if (closed_) return std::nullopt;
     if (!block) throw QueueEmpty();
     std::optional<T> slot;

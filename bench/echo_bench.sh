@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# echo_bench.sh — green's echo server against a plain Go echo server, with
+# the same load generator (echo_load, built on green) in the same run.
+#
+#   bench/echo_bench.sh [--quick] [--runs N] [--workers "1 2"] [--build DIR]
+#
+# For each worker count W and each connection count C (100 and 1,000), each
+# server runs with W worker threads (green: --workers W; Go: GOMAXPROCS=W)
+# and echo_load drives it for a fixed time with 64-byte requests, checking
+# every reply. The table gives the median req/s and p50/p99 over the runs
+# and green's ratio to Go. The load generator shares the machine's cores
+# with the server: compare the two servers with each other, not with
+# figures measured elsewhere. Go comes from Debian's golang-go; without it
+# the Go column says "missing" (never silently dropped).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build="$root/build-release"
+runs=5
+duration=4
+workers_list=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --quick) runs=3; duration=2; shift ;;
+    --runs) runs="$2"; shift 2 ;;
+    --workers) workers_list="$2"; shift 2 ;;
+    --build) build="$2"; shift 2 ;;
+    --help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "echo_bench: unknown argument $1 (try --help)" >&2; exit 2 ;;
+  esac
+done
+[[ -n "$workers_list" ]] || workers_list="$(seq 1 "$(nproc)")"
+server="$build/examples/echo_server"
+load="$build/bench/echo_load"
+for f in "$server" "$load"; do
+  [[ -x "$f" ]] || { echo "echo_bench: $f not built (cmake --build $build)" >&2; exit 1; }
+done
+go_server=""
+if command -v go >/dev/null; then
+  go_server="$build/bench/go_echo_server"
+  (cd "$root/bench/peers/go" && GOFLAGS=-mod=mod GOCACHE="$build/go-cache" go build -o "$go_server" echo_server.go)
+fi
+
+port=$((20000 + RANDOM % 20000))
+pids=()
+cleanup() { for p in "${pids[@]:-}"; do [[ -n "$p" ]] && kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+wait_port() {  # until something listens on $1 (bounded)
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "echo_bench: server on port $1 did not come up" >&2; return 1
+}
+
+# run_one NAME W C -> prints "req_per_s p50 p99"
+run_one() {
+  local name="$1" w="$2" c="$3" pid
+  port=$((port + 1))
+  if [[ "$name" == green ]]; then
+    "$server" --port "$port" --workers "$w" --raw >/dev/null & pid=$!
+  else
+    GOMAXPROCS="$w" "$go_server" -port "$port" >/dev/null & pid=$!
+  fi
+  pids+=("$pid")
+  wait_port "$port"
+  local out
+  out="$("$load" --port "$port" --connections "$c" --duration "$duration" --warmup 1 --workers "$w")"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  sed -E 's/.*req_per_s=([0-9]+) p50_us=([0-9]+) p99_us=([0-9]+) errors=0.*/\1 \2 \3/' <<<"$out"
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+printf "%-7s %7s %6s %12s %9s %9s %12s %9s %9s %8s\n" server workers conns "green req/s" "p50 us" "p99 us" "go req/s" "p50 us" "p99 us" ratio
+for w in $workers_list; do
+  for c in 100 1000; do
+    g_rps=(); g_p50=(); g_p99=(); o_rps=(); o_p50=(); o_p99=()
+    for _ in $(seq 1 "$runs"); do
+      read -r a b d <<<"$(run_one green "$w" "$c")"; g_rps+=("$a"); g_p50+=("$b"); g_p99+=("$d")
+      if [[ -n "$go_server" ]]; then
+        read -r a b d <<<"$(run_one go "$w" "$c")"; o_rps+=("$a"); o_p50+=("$b"); o_p99+=("$d")
+      fi
+    done
+    gr=$(printf "%s\n" "${g_rps[@]}" | median)
+    if [[ -n "$go_server" ]]; then
+      orr=$(printf "%s\n" "${o_rps[@]}" | median)
+      printf "%-7s %7s %6s %12.0f %9.0f %9.0f %12.0f %9.0f %9.0f %7.2fx\n" echo "$w" "$c" "$gr" \
+        "$(printf "%s\n" "${g_p50[@]}" | median)" "$(printf "%s\n" "${g_p99[@]}" | median)" "$orr" \
+        "$(printf "%s\n" "${o_p50[@]}" | median)" "$(printf "%s\n" "${o_p99[@]}" | median)" \
+        "$(awk -v a="$gr" -v b="$orr" 'BEGIN {print a / b}')"
+    else
+      printf "%-7s %7s %6s %12.0f %9.0f %9.0f %12s %9s %9s %8s\n" echo "$w" "$c" "$gr" \
+        "$(printf "%s\n" "${g_p50[@]}" | median)" "$(printf "%s\n" "${g_p99[@]}" | median)" missing - - -
+    fi
+  done
+done
