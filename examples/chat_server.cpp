@@ -1,0 +1,279 @@
+// chat_server — the talk's chat server, on every core.
+//
+//   def handle(socket, address):
+//       name = ask_name(socket)
+//       broadcast("## %s joined from %s." % (name, address[0]))
+//       q = users[name] = Queue()
+//       spawn(writer, q, socket)            # one writer per user
+//       for line in socket.makefile():       # and one reader
+//           broadcast("%s> %s" % (name, line), skip=name)
+//       del users[name]
+//       broadcast("## %s left the chat." % name)
+//
+// The first line a client sends is its name; an empty, over-long or taken
+// name gets a message and a new prompt. Every later line goes to every other
+// user as "<name>> <text>". Each user has a reader green thread (the
+// connection's handler), a writer green thread and a bounded Queue between
+// them. The writer drains everything queued into one send, so a burst of
+// lines costs one system call, not one per line.
+//
+// Slow clients: a user whose queue is full (it reads slower than the room
+// talks) is told so and disconnected, instead of letting its queue grow
+// without end. Lines longer than --max-line bytes are rejected with a notice.
+//
+// The users map is shared by every worker. Joins and leaves are rare and
+// every line is broadcast, so readers must not contend: the map is an
+// immutable snapshot behind an atomic shared_ptr, replaced (copy on write)
+// under a green::Lock when somebody joins or leaves. A broadcast loads the
+// snapshot and never blocks; a oneTBB concurrent_hash_map would make every
+// broadcast walk a structure that joins and leaves may change under it.
+//
+// SIGINT or SIGTERM stops the server: users are told, then disconnected.
+#include <green/green.hpp>
+#include <green/io.hpp>
+#include <green/sync.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace {
+
+struct Options {
+  std::string host = "0.0.0.0";
+  int port = 7000;
+  unsigned workers = 0;
+  std::size_t max_name = 32;
+  std::size_t max_line = 4096;
+  std::size_t max_queue = 100000;  // lines waiting for one slow user (16 bytes each)
+};
+
+// A broadcast line is built once and shared by every recipient's queue.
+using Line = std::shared_ptr<const std::string>;
+
+struct User {
+  std::string name;
+  green::Queue<Line> outbox;
+  std::atomic<bool> dropped{false};  // no more lines are queued for it
+  std::atomic<bool> too_slow{false};  // dropped because its queue was full
+  User(std::string n, std::size_t max_queue) : name(std::move(n)), outbox(max_queue) {}
+};
+
+using Users = std::map<std::string, std::shared_ptr<User>>;
+
+class Room {
+ public:
+  explicit Room(const Options& o) : options_(o), users_(std::make_shared<const Users>()) {}
+
+  // Adds a user unless the name is taken.
+  std::shared_ptr<User> join(const std::string& name) {
+    std::lock_guard g(writers_);
+    auto current = users_.load();
+    if (current->count(name)) return nullptr;
+    auto user = std::make_shared<User>(name, options_.max_queue);
+    auto next = std::make_shared<Users>(*current);
+    next->emplace(name, user);
+    users_.store(std::move(next));
+    return user;
+  }
+
+  void leave(const std::string& name) {
+    std::lock_guard g(writers_);
+    auto next = std::make_shared<Users>(*users_.load());
+    next->erase(name);
+    users_.store(std::move(next));
+  }
+
+  // Queues `line` for every user but `skip`; a user whose queue is full is
+  // dropped (its writer tells it and closes the connection).
+  void broadcast(std::string text, const User* skip = nullptr) {
+    const Line line = std::make_shared<const std::string>(std::move(text));
+    const auto users = users_.load();
+    for (const auto& [name, user] : *users) {
+      if (user.get() == skip || user->dropped.load(std::memory_order_relaxed)) continue;
+      Line copy = line;
+      try {
+        if (!user->outbox.try_put(copy)) {
+          user->too_slow.store(true);
+          drop(*user);
+        }
+      } catch (const green::QueueClosed&) {
+        // leaving: nothing to deliver
+      }
+    }
+  }
+
+  void drop(User& user) {
+    if (user.dropped.exchange(true)) return;
+    user.outbox.close();  // the writer sends what it has, the notice, and disconnects
+  }
+
+  void drop_all() {
+    for (const auto& [name, user] : *users_.load()) drop(*user);
+  }
+
+  std::size_t size() const { return users_.load()->size(); }
+
+ private:
+  const Options& options_;
+  green::Lock writers_;
+  std::atomic<std::shared_ptr<const Users>> users_;
+};
+
+// Sends everything queued in one write, until the queue is closed.
+void writer(User& user, green::Socket& sock) {
+  std::string batch;
+  try {
+    for (auto& line : user.outbox) {
+      batch.assign(*line);
+      while (auto more = user.outbox.try_get()) batch += **more;
+      sock.send_all(batch);
+    }
+    if (user.too_slow.load()) {
+      sock.send_all("## you are not reading fast enough: disconnected.\n");
+    }
+  } catch (const green::SystemError&) {
+    // the connection broke: the reader sees it too
+  }
+  sock.shutdown(SHUT_RDWR);  // ends the reader's loop
+}
+
+std::string ask_name(green::Stream& stream, green::Socket& sock, Room& room, const Options& o,
+                     std::shared_ptr<User>& user) {
+  sock.send_all("Welcome! What is your name?\n");
+  for (;;) {
+    std::optional<std::string> line;
+    try {
+      line = stream.read_line(o.max_name + 2);
+    } catch (const green::LineTooLong&) {
+      sock.send_all("That name is too long (at most " + std::to_string(o.max_name) + " bytes). Name?\n");
+      stream.read_line(1 << 20);  // skip the rest of it
+      continue;
+    }
+    if (!line) return {};
+    std::string name = *line;
+    while (!name.empty() && (name.back() == '\n' || name.back() == '\r')) name.pop_back();
+    if (name.empty()) {
+      sock.send_all("A name cannot be empty. Name?\n");
+    } else if (name.size() > o.max_name) {
+      sock.send_all("That name is too long (at most " + std::to_string(o.max_name) + " bytes). Name?\n");
+    } else if (!(user = room.join(name))) {
+      sock.send_all("The name " + name + " is taken. Name?\n");
+    } else {
+      return name;
+    }
+  }
+}
+
+void handle(green::Socket& sock, const green::Address& peer, Room& room, const Options& o) {
+  green::Stream stream(sock, o.max_line + 2);
+  std::shared_ptr<User> user;
+  const std::string name = ask_name(stream, sock, room, o, user);
+  if (!user) return;
+  std::string host = peer.to_string();
+  host = host.substr(0, host.rfind(':'));
+  room.broadcast("## " + name + " joined from " + host + ".\n");
+  auto w = green::spawn({.name = "writer " + name}, [&] { writer(*user, sock); });
+  try {
+    bool skipping = false;  // inside an over-long line: drop up to its end
+    for (;;) {
+      std::optional<std::string> line;
+      try {
+        line = stream.read_line();
+        if (skipping && line) {
+          skipping = line->back() != '\n';
+          continue;
+        }
+      } catch (const green::LineTooLong&) {
+        if (skipping) continue;
+        skipping = true;
+        Line notice = std::make_shared<const std::string>(
+            "## line rejected: longer than " + std::to_string(o.max_line) + " bytes.\n");
+        if (!user->outbox.try_put(notice)) {
+          user->too_slow.store(true);
+          room.drop(*user);
+        }
+        continue;
+      }
+      if (!line) break;
+      if (line->back() != '\n') line->push_back('\n');  // the last line of a closed stream
+      room.broadcast(name + "> " + *line, user.get());
+    }
+  } catch (const green::SystemError&) {
+    // reset by the peer, or shut down by the writer
+  } catch (const green::QueueClosed&) {
+  }
+  room.leave(name);
+  room.drop(*user);  // closes the outbox: the writer flushes and ends
+  w.join();
+  room.broadcast("## " + name + " left the chat.\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    auto value = [&]() -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "chat_server: %s needs a value\n", argv[i]);
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (!std::strcmp(argv[i], "--help")) {
+      std::puts("usage: chat_server [--host ADDR] [--port N] [--workers M] [--max-line BYTES]\n"
+                "                   [--max-queue LINES]\n"
+                "The talk's chat server on every core. Join with: nc localhost PORT\n"
+                "Port 0 picks a free port; the port in use is printed. SIGINT/SIGTERM stop it.");
+      return 0;
+    } else if (!std::strcmp(argv[i], "--host")) {
+      o.host = value();
+    } else if (!std::strcmp(argv[i], "--port")) {
+      o.port = std::atoi(value());
+    } else if (!std::strcmp(argv[i], "--workers")) {
+      o.workers = static_cast<unsigned>(std::atoi(value()));
+    } else if (!std::strcmp(argv[i], "--max-line")) {
+      o.max_line = static_cast<std::size_t>(std::atol(value()));
+    } else if (!std::strcmp(argv[i], "--max-queue")) {
+      o.max_queue = static_cast<std::size_t>(std::atol(value()));
+    } else {
+      std::fprintf(stderr, "chat_server: unknown argument %s (try --help)\n", argv[i]);
+      return 2;
+    }
+  }
+  if (o.port < 0 || o.port > 65535 || o.max_line < 1 || o.max_queue < 1) {
+    std::fprintf(stderr, "chat_server: bad arguments (try --help)\n");
+    return 2;
+  }
+  try {
+    green::Runtime rt({.workers = o.workers});
+    rt.run([&] {
+      Room room(o);
+      green::StreamServer server(green::Address::ip(o.host, static_cast<std::uint16_t>(o.port)),
+                                 [&](green::Socket& sock, const green::Address& peer) { handle(sock, peer, room, o); });
+      auto stop = [&] {
+        room.broadcast("## the server is shutting down.\n");
+        room.drop_all();
+        server.stop(std::chrono::seconds(1));
+      };
+      green::SignalHandler on_int(SIGINT, stop);
+      green::SignalHandler on_term(SIGTERM, stop);
+      server.start();
+      std::printf("chat_server: listening on %s with %u workers\n", server.address().to_string().c_str(),
+                  rt.workers());
+      std::fflush(stdout);
+      server.serve_forever();
+    });
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "chat_server: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
