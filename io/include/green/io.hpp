@@ -4,6 +4,7 @@
 
 #include "green/address.hpp"
 #include "green/fd.hpp"
+#include "green/http.hpp"
 #include "green/server.hpp"
 #include "green/signal.hpp"
 #include "green/socket.hpp"

@@ -1,0 +1,155 @@
+// http.cpp — the minimal HTTP/1.1 GET client (see green/http.hpp).
+#include "green/http.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+#include "green/current.hpp"
+#include "green/errors.hpp"
+#include "green/stream.hpp"
+#include "green/timeout.hpp"
+
+namespace green {
+
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+std::string trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
+    s.remove_suffix(1);
+  return std::string(s);
+}
+
+std::string need_line(Stream& in, const char* what) {
+  auto line = in.read_line(16 * 1024);
+  if (!line) throw Error(std::string("green::http_get: connection closed while reading ") + what);
+  return *line;
+}
+
+std::string read_chunked(Stream& in, std::size_t max_body) {
+  std::string body;
+  for (;;) {
+    const std::string size_line = trim(need_line(in, "a chunk size"));
+    std::size_t size = 0;
+    const auto [end, ec] = std::from_chars(size_line.data(), size_line.data() + size_line.size(), size, 16);
+    if (ec != std::errc() || (end != size_line.data() + size_line.size() && *end != ';'))
+      throw Error("green::http_get: bad chunk size '" + size_line + "'");
+    if (size == 0) break;
+    if (body.size() + size > max_body) throw Error("green::http_get: body larger than the limit");
+    body += in.read_exactly(size);
+    if (trim(need_line(in, "a chunk end")) != "") throw Error("green::http_get: chunk not followed by CRLF");
+  }
+  // Trailers, up to the empty line.
+  while (trim(need_line(in, "trailers")) != "") {
+  }
+  return body;
+}
+
+}  // namespace
+
+Url Url::parse(const std::string& url) {
+  constexpr std::string_view scheme = "http://";
+  if (!std::string_view(url).starts_with(scheme))
+    throw Error("green::Url: only http:// URLs are supported: '" + url + "'");
+  std::string_view rest = std::string_view(url).substr(scheme.size());
+  const std::size_t slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  Url u;
+  u.path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+  std::string_view port;
+  if (authority.starts_with("[")) {
+    const std::size_t close = authority.find(']');
+    if (close == std::string_view::npos) throw Error("green::Url: bad IPv6 host in '" + url + "'");
+    u.host = std::string(authority.substr(1, close - 1));
+    if (close + 1 < authority.size()) {
+      if (authority[close + 1] != ':') throw Error("green::Url: bad authority in '" + url + "'");
+      port = authority.substr(close + 2);
+    }
+  } else {
+    const std::size_t colon = authority.rfind(':');
+    u.host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) port = authority.substr(colon + 1);
+  }
+  if (u.host.empty()) throw Error("green::Url: no host in '" + url + "'");
+  if (!port.empty() || authority.ends_with(":")) {
+    unsigned p = 0;
+    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+    if (ec != std::errc() || end != port.data() + port.size() || p == 0 || p > 65535)
+      throw Error("green::Url: bad port in '" + url + "'");
+    u.port = static_cast<std::uint16_t>(p);
+  }
+  return u;
+}
+
+namespace {
+HttpResponse get(const Url& u, MaybeTimeout timeout, std::size_t max_body);
+}  // namespace
+
+HttpResponse http_get(const std::string& url, MaybeTimeout timeout, std::size_t max_body) {
+  const Url u = Url::parse(url);
+  if (!timeout || !in_green_thread()) return get(u, timeout, max_body);
+  // One scope bounds the whole exchange; it surfaces as the call's own
+  // timeout, TimeoutError(0), as every timeout parameter in green does.
+  Timeout scope(*timeout);
+  try {
+    return get(u, timeout, max_body);
+  } catch (const TimeoutError& e) {
+    if (e.is(scope)) throw TimeoutError(0);
+    throw;
+  }
+}
+
+namespace {
+HttpResponse get(const Url& u, MaybeTimeout timeout, std::size_t max_body) {
+  Socket sock = create_connection(u.host, u.port, timeout);
+  if (!in_green_thread()) sock.set_timeout(timeout);  // a plain thread: per call
+  const bool v6 = u.host.find(':') != std::string::npos;
+  const std::string host_header =
+      (v6 ? "[" + u.host + "]" : u.host) + (u.port == 80 ? "" : ":" + std::to_string(u.port));
+  sock.send_all("GET " + u.path + " HTTP/1.1\r\nHost: " + host_header +
+                "\r\nUser-Agent: green\r\nAccept: */*\r\nConnection: close\r\n\r\n");
+  Stream in(sock);
+  HttpResponse r;
+  const std::string status = trim(need_line(in, "the status line"));
+  // "HTTP/1.1 200 OK"
+  if (!status.starts_with("HTTP/1.") || status.size() < 12 || status[8] != ' ')
+    throw Error("green::http_get: bad status line '" + status + "'");
+  const auto [end, ec] = std::from_chars(status.data() + 9, status.data() + 12, r.status);
+  if (ec != std::errc() || end != status.data() + 12) throw Error("green::http_get: bad status line '" + status + "'");
+  r.reason = status.size() > 13 ? status.substr(13) : "";
+  for (;;) {
+    const std::string line = trim(need_line(in, "headers"));
+    if (line.empty()) break;
+    const std::size_t colon = line.find(':');
+    if (colon == std::string::npos) throw Error("green::http_get: bad header line '" + line + "'");
+    r.headers[lower(line.substr(0, colon))] = trim(std::string_view(line).substr(colon + 1));
+  }
+  if (r.status / 100 == 1 || r.status == 204 || r.status == 304) return r;
+  auto te = r.headers.find("transfer-encoding");
+  auto cl = r.headers.find("content-length");
+  if (te != r.headers.end() && lower(te->second).find("chunked") != std::string::npos) {
+    r.body = read_chunked(in, max_body);
+  } else if (cl != r.headers.end()) {
+    std::size_t n = 0;
+    const auto [e, c] = std::from_chars(cl->second.data(), cl->second.data() + cl->second.size(), n);
+    if (c != std::errc() || e != cl->second.data() + cl->second.size())
+      throw Error("green::http_get: bad Content-Length '" + cl->second + "'");
+    if (n > max_body) throw Error("green::http_get: body larger than the limit");
+    r.body = in.read_exactly(n);
+  } else {
+    for (std::string part; !(part = in.read_some()).empty();) {
+      if (r.body.size() + part.size() > max_body) throw Error("green::http_get: body larger than the limit");
+      r.body += part;
+    }
+  }
+  return r;
+}
+}  // namespace
+
+}  // namespace green
