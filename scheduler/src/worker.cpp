@@ -414,6 +414,12 @@ Fiber* Worker::pick_fair() {
   if (!f && !yielded_.empty()) f = yielded_.pop();
   if (!f) f = pop_inbox();
   if (!f) f = take_injected();
+  // The oldest local work, now and then: depth-first order alone would let a
+  // green thread that keeps spawning and joining children (a chain) starve
+  // its older siblings on a worker nobody steals from (gevent's
+  // test_fair_or_hangs on one worker). Only when there are at least two
+  // entries, so this never merely pre-empts pop_back().
+  if (!f && deque_.size_approx() > 1) f = deque_.steal();
   fire_timers();
   if (hub_.has_watchers()) hub_.poll(0);
   return f;

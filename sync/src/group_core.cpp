@@ -218,6 +218,18 @@ std::vector<boost::intrusive_ptr<Fiber>> GroupCore::members() const {
   return out;
 }
 
+std::vector<boost::intrusive_ptr<Fiber>> GroupCore::take_unkilled() {
+  std::vector<boost::intrusive_ptr<Fiber>> out;
+  std::lock_guard g(lock_);
+  for (Member& m : members_) {
+    if (m.fiber && !m.killed) {
+      m.killed = true;
+      out.emplace_back(m.fiber);
+    }
+  }
+  return out;
+}
+
 void GroupCore::kill_watched(const MemberWatch* watch) const {
   std::vector<boost::intrusive_ptr<Fiber>> victims;
   {

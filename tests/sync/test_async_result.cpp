@@ -257,7 +257,9 @@ TEST(AsyncResult, WithTimeoutReturnsTheTimeoutValue) {
 // one while it is parked (gevent's Timeout(0, exc) around get()).
 TEST(AsyncResult, OuterTimeoutInterruptsGet) {
   green::AsyncResult<int> ar;
-  green::Runtime rt({.workers = 2});
+  // One worker: the SCOPED_TRACE below spans blocking calls, and gtest keeps
+  // its trace stack per OS thread, so the green thread must not migrate.
+  green::Runtime rt({.workers = 1});
   rt.run([&] {
     for (auto d : {0ms, 1ms, 20ms}) {
       SCOPED_TRACE(d.count());

@@ -45,6 +45,7 @@
 #include <iterator>
 #include <optional>
 #include <ranges>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -125,8 +126,8 @@ class Group {
   bool join(Clock::duration timeout) { return core_->join_until(detail::deadline_after(timeout)); }
 
   // Kills every member with GreenletExit (each once, even when called
-  // again); with block, waits (at most `timeout`) until they have ended.
-  // Returns whether all have.
+  // again); with block, waits (at most `timeout`) until the group is empty.
+  // Returns whether it is.
   bool kill(bool block = true) { return kill_until(block, detail::kNoDeadline); }
   bool kill(Clock::duration timeout) { return kill_until(true, detail::deadline_after(timeout)); }
 
@@ -199,12 +200,9 @@ class Group {
   friend class IMapUnordered;
 
   bool kill_until(bool block, detail::Deadline deadline) {
-    auto members = core_->members();
-    for (auto& f : members) f->kill(nullptr, false, detail::kNoDeadline);
+    for (auto& f : core_->take_unkilled()) f->kill(nullptr, false, detail::kNoDeadline);
     if (!block) return core_->size() == 0;
-    for (auto& f : members)
-      if (!f->join(deadline)) return false;
-    return true;
+    return core_->join_until(deadline);
   }
   std::size_t window_or_default(std::size_t window) const {
     if (window) return window;
@@ -306,9 +304,10 @@ auto Group::map(F fn, Range&& inputs) {
     stop_all();
     std::rethrow_exception(watch.first_failure());
   }
-  // Every call has ended; one killed from outside left its slot empty.
-  for (const Slot& slot : slots)
-    if (!slot) throw GreenletExit();
+  // Every call has ended; one killed from outside (Group::kill) left its
+  // slot empty. That is an error for map's caller, not a kill of it.
+  for (std::size_t i = 0; i < slots.size(); ++i)
+    if (!slots[i]) throw Error("green::Group::map: the call for input #" + std::to_string(i) + " was killed");
   if constexpr (std::is_void_v<R>) {
     return;
   } else {

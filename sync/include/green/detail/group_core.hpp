@@ -109,6 +109,9 @@ class GroupCore {
   std::vector<boost::intrusive_ptr<Fiber>> members() const;
   // Kills (without waiting) the members followed by `watch`.
   void kill_watched(const MemberWatch* watch) const;
+  // Members not killed through the group yet, marked as killed now: a
+  // second Group::kill() does not shoot a member that caught the first.
+  std::vector<boost::intrusive_ptr<Fiber>> take_unkilled();
 
   // ---- waiting ---------------------------------------------------------------
   // Until no member is left; false if the deadline passed first.
@@ -123,6 +126,7 @@ class GroupCore {
   struct Member {
     Fiber* fiber = nullptr;  // holds a reference; null: a free entry
     MemberWatch* watch = nullptr;
+    bool killed = false;     // by Group::kill()
   };
   static void on_done(Fiber& f, void* core, std::uintptr_t index) noexcept;
   // Takes a slot under `lk`, waiting as admit_spawned() says.
