@@ -108,6 +108,10 @@ class WorkDeque {
     return f;
   }
 
+  // Any thread: the position of the oldest entry (it moves on when that
+  // entry is taken, by the owner or a thief).
+  std::uint32_t top_index() const noexcept { return index(top_.load(std::memory_order_relaxed)); }
+
   // Owner only: how many pushes minus pops at the owner's end (wraps).
   std::uint32_t bottom_index() const noexcept { return bottom_.load(std::memory_order_relaxed); }
 

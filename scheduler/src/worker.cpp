@@ -414,12 +414,23 @@ Fiber* Worker::pick_fair() {
   if (!f && !yielded_.empty()) f = yielded_.pop();
   if (!f) f = pop_inbox();
   if (!f) f = take_injected();
-  // The oldest local work, now and then: depth-first order alone would let a
-  // green thread that keeps spawning and joining children (a chain) starve
-  // its older siblings on a worker nobody steals from (gevent's
-  // test_fair_or_hangs on one worker). Only when there are at least two
-  // entries, so this never merely pre-empts pop_back().
-  if (!f && deque_.size_approx() > 1) f = deque_.steal();
+  // Starvation guard for local work. Depth-first order alone lets a green
+  // thread that keeps spawning and joining children (a chain) starve its
+  // older siblings forever on a worker nobody steals from (gevent's
+  // test_fair_or_hangs on one worker). When the oldest entry has sat through
+  // kStarvedFairTicks fair ticks (about a thousand picks) it runs now. Not
+  // sooner: every early pick of old work starts another subtree alongside
+  // the current one, and skynet-like trees then keep many more stacks alive.
+  if (!f && deque_.size_approx() > 1) {
+    const std::uint32_t top = deque_.top_index();
+    if (top != oldest_top_) {
+      oldest_top_ = top;
+      oldest_fair_ticks_ = 0;
+    } else if (++oldest_fair_ticks_ >= kStarvedFairTicks) {
+      f = deque_.steal();
+      oldest_fair_ticks_ = 0;
+    }
+  }
   fire_timers();
   if (hub_.has_watchers()) hub_.poll(0);
   return f;

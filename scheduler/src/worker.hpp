@@ -3,6 +3,8 @@
 // Where a worker looks for the next green thread (pick_local, then find):
 //   1. every kFairTick-th pick: the yield FIFO, the inbox, the injection
 //      queue, due timers and the hub first, so none starves behind local work;
+//      and the deque's oldest entry once it has waited kStarvedFairTicks
+//      such ticks, so old local work does not starve behind newer bursts;
 //   2. the `next` slot: the green thread this worker just woke, which gets
 //      the rest of the waker's turn (hand-off without a queue trip). A wake
 //      lands there only while fewer than kNextStreak picks in a row came from
@@ -212,6 +214,9 @@ class Worker {
   Fiber* next_ = nullptr;
   std::uint32_t next_streak_ = 0;
   std::uint32_t tick_ = 0;
+  std::uint32_t oldest_top_ = ~0u;       // the deque's oldest entry at the last fair tick
+  std::uint32_t oldest_fair_ticks_ = 0;  // fair ticks it has been the oldest
+  static constexpr std::uint32_t kStarvedFairTicks = 16;
   std::uint32_t rng_;
   std::vector<Fiber*> burst_;
   LocalFifo yielded_;  // private FIFO of yielders while nobody is idle
