@@ -64,6 +64,8 @@ Address Address::parse(std::string_view text) {
     if (colon == std::string_view::npos)
       throw Error("green::Address: expected host:port, got '" + std::string(text) + "'");
     host = text.substr(0, colon);
+    if (host.find(':') != std::string_view::npos)
+      throw Error("green::Address: write IPv6 addresses in brackets, [host]:port, got '" + std::string(text) + "'");
     port = text.substr(colon + 1);
   }
   unsigned value = 0;

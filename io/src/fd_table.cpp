@@ -163,13 +163,29 @@ namespace green {
 
 using io_detail::Direction;
 
-void wait_readable(int fd) { io_detail::wait_fd(fd, Direction::read, detail::kNoDeadline, "wait_readable"); }
-bool wait_readable(int fd, std::chrono::steady_clock::duration timeout) {
-  return io_detail::wait_fd(fd, Direction::read, detail::deadline_after(timeout), "wait_readable");
+namespace {
+// The public waits promise "until the fd is ready", and an fd may be ready
+// with its edge long consumed (data left unread by an earlier call): look
+// first. Socket's own waits come right after EAGAIN and skip this.
+bool ready_now(int fd, Direction dir) {
+  pollfd p{fd, static_cast<short>(dir == Direction::read ? POLLIN : POLLOUT), 0};
+  const int n = ::poll(&p, 1, 0);
+  if (n > 0 && (p.revents & POLLNVAL)) throw SystemError(EBADF, "wait");
+  return n > 0;
 }
-void wait_writable(int fd) { io_detail::wait_fd(fd, Direction::write, detail::kNoDeadline, "wait_writable"); }
+bool wait_public(int fd, Direction dir, detail::Deadline deadline, const char* op) {
+  if (ready_now(fd, dir)) return true;
+  return io_detail::wait_fd(fd, dir, deadline, op);
+}
+}  // namespace
+
+void wait_readable(int fd) { wait_public(fd, Direction::read, detail::kNoDeadline, "wait_readable"); }
+bool wait_readable(int fd, std::chrono::steady_clock::duration timeout) {
+  return wait_public(fd, Direction::read, detail::deadline_after(timeout), "wait_readable");
+}
+void wait_writable(int fd) { wait_public(fd, Direction::write, detail::kNoDeadline, "wait_writable"); }
 bool wait_writable(int fd, std::chrono::steady_clock::duration timeout) {
-  return io_detail::wait_fd(fd, Direction::write, detail::deadline_after(timeout), "wait_writable");
+  return wait_public(fd, Direction::write, detail::deadline_after(timeout), "wait_writable");
 }
 
 void close_fd(int fd) noexcept {

@@ -49,6 +49,7 @@ StreamServer::~StreamServer() {
 
 void StreamServer::start() {
   if (started_) throw Error("green::StreamServer: already started");
+  if (stopping_) throw Error("green::StreamServer: stopped servers cannot be restarted");
   if (!in_green_thread()) throw Error("green::StreamServer::start: call it from a green thread");
   unsigned n = options_.listeners ? options_.listeners : detail::current_worker_count();
   const unsigned workers = detail::current_worker_count();
@@ -125,6 +126,7 @@ void StreamServer::stop(std::chrono::steady_clock::duration grace) {
   for (auto& a : acceptors_) a.join();
   if (!handlers_->join(grace)) handlers_->kill();
   if (address_.family() == AF_UNIX) ::unlink(address_.to_string().substr(5).c_str());
+  started_ = false;
   stopped_.set();
 }
 
@@ -146,6 +148,7 @@ DatagramServer::~DatagramServer() {
 
 void DatagramServer::start() {
   if (started_) throw Error("green::DatagramServer: already started");
+  if (stopping_) throw Error("green::DatagramServer: stopped servers cannot be restarted");
   if (!in_green_thread()) throw Error("green::DatagramServer::start: call it from a green thread");
   socket_ = Socket(address_.family(), SOCK_DGRAM);
   socket_.bind(address_);
@@ -188,6 +191,7 @@ void DatagramServer::stop(std::chrono::steady_clock::duration grace) {
   socket_.close();
   receiver_.join();
   if (!handlers_.join(grace)) handlers_.kill();
+  started_ = false;
   stopped_.set();
 }
 

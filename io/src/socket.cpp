@@ -40,12 +40,13 @@ Socket Socket::adopt(int fd) {
 Socket::Socket(Socket&& other) noexcept
     : fd_(other.fd_.exchange(-1, std::memory_order_acq_rel)), timeout_(other.timeout_) {}
 
+
 Socket& Socket::operator=(Socket&& other) noexcept {
   if (this != &other) {
     close();
     fd_.store(other.fd_.exchange(-1, std::memory_order_acq_rel), std::memory_order_release);
     timeout_ = other.timeout_;
-    calls_without_wait_ = 0;
+    calls_without_wait_.store(0, std::memory_order_relaxed);
   }
   return *this;
 }
@@ -67,15 +68,15 @@ detail::Deadline Socket::deadline_for(MaybeTimeout timeout) const noexcept {
 }
 
 void Socket::wait(bool for_read, detail::Deadline deadline, const char* op) {
-  calls_without_wait_ = 0;
+  calls_without_wait_.store(0, std::memory_order_relaxed);
   const int fd = checked_fd(op);
   const auto dir = for_read ? io_detail::Direction::read : io_detail::Direction::write;
   if (!io_detail::wait_fd(fd, dir, deadline, op)) throw TimeoutError(0);
 }
 
 void Socket::spend_budget() {
-  if (++calls_without_wait_ < kBudget) return;
-  calls_without_wait_ = 0;
+  if (calls_without_wait_.fetch_add(1, std::memory_order_relaxed) + 1 < kBudget) return;
+  calls_without_wait_.store(0, std::memory_order_relaxed);
   if (in_green_thread()) green::yield();
 }
 

@@ -49,8 +49,16 @@ void Completion::wait(const char* what) {
 }
 
 void run_on_arena(std::function<void()> job) {
+#if defined(__SANITIZE_THREAD__)
+  // Debian's libtbb is not built with ThreadSanitizer, which therefore cannot
+  // see the hand-off through TBB's queues and reports the job's captured
+  // state as racy. Under TSan, CPU jobs go to the blocking pool instead
+  // (whose hand-off it can see); everything else about offload() is the same.
+  run_on_blocking_pool(std::move(job));
+#else
   static auto* arena = new tbb::task_arena();  // never destroyed: see above
   arena->enqueue(std::move(job));
+#endif
 }
 
 namespace {

@@ -52,10 +52,23 @@ std::atomic<long> guarded_live{0};
 StackPool::StackPool(std::size_t default_size)
     : default_size_(round_up(default_size, page_size())) {}
 
+namespace {
+// ASan: frames that exception unwinding skipped leave poisoned redzones in
+// the shadow of a stack, and GCC 12's libasan does not clear the shadow of
+// a later mmap at the same address, so whoever maps there next (tbbmalloc,
+// say) would inherit stale poison. Unpoison before giving memory back.
+void unmap_memory(void* base, std::size_t size) noexcept {
+#if GREEN_ASAN
+  __asan_unpoison_memory_region(base, size);
+#endif
+  munmap(base, size);
+}
+}  // namespace
+
 StackPool::~StackPool() {
   for (Stack* s : shared_) unmap(s);
   for (Stack* t : slab_free_) delete t;
-  for (auto& [base, size] : slabs_) munmap(base, size);
+  for (auto& [base, size] : slabs_) unmap_memory(base, size);
 }
 
 Stack* StackPool::acquire(std::size_t size) {
@@ -152,7 +165,7 @@ void StackPool::unmap(Stack* s) noexcept {
   if (s->tsan_fiber) __tsan_destroy_fiber(s->tsan_fiber);
 #endif
   if (s->guard) {
-    munmap(s->guard, s->mapped);
+    unmap_memory(s->guard, s->mapped);
     guarded_live.fetch_sub(1, std::memory_order_relaxed);
   }
   // A slab stack's memory goes with its slab, in ~StackPool.

@@ -41,6 +41,7 @@
 #include "green/address.hpp"
 #include "green/event.hpp"
 #include "green/greenlet.hpp"
+#include "green/lock.hpp"
 #include "green/pool.hpp"
 #include "green/socket.hpp"
 
@@ -70,7 +71,8 @@ class StreamServer {
   // See the header comment. Returns once every handler has ended.
   void stop(std::chrono::steady_clock::duration grace = std::chrono::seconds(1));
 
-  bool started() const noexcept { return started_; }
+  // True from start() until stop() has finished.
+  bool started() const noexcept { return started_.load(); }
   // The bound address (with the chosen port after a port-0 start()).
   Address address() const { return address_; }
   // Handlers running now.
@@ -86,7 +88,7 @@ class StreamServer {
   std::vector<Socket> listeners_;
   std::vector<Greenlet<void>> acceptors_;
   Event stopped_;
-  bool started_ = false;
+  std::atomic<bool> started_{false};
   std::atomic<bool> stopping_{false};  // read by the acceptors on every worker
 };
 
@@ -102,10 +104,14 @@ class DatagramServer {
   void start();
   void serve_forever();
   void stop(std::chrono::steady_clock::duration grace = std::chrono::seconds(1));
-  bool started() const noexcept { return started_; }
+  bool started() const noexcept { return started_.load(); }
   Address address() const { return address_; }
-  // Sends a datagram from the server's socket.
-  void send_to(std::string_view data, const Address& peer) { socket_.send_to(data, peer); }
+  // Sends a datagram from the server's socket. Handlers may call it at the
+  // same time: a lock lets one of them wait for the socket at a time.
+  void send_to(std::string_view data, const Address& peer) {
+    std::lock_guard g(send_lock_);
+    socket_.send_to(data, peer);
+  }
 
  private:
   Address address_;
@@ -114,8 +120,9 @@ class DatagramServer {
   Socket socket_;
   Group handlers_;
   Greenlet<void> receiver_;
+  Lock send_lock_;
   Event stopped_;
-  bool started_ = false;
+  std::atomic<bool> started_{false};
   std::atomic<bool> stopping_{false};
 };
 

@@ -123,7 +123,9 @@ class Socket {
   static constexpr unsigned kBudget = 64;
   std::atomic<int> fd_{-1};  // atomic: close() may race a blocked reader
   MaybeTimeout timeout_;
-  unsigned calls_without_wait_ = 0;
+  // Shared by a reader and a writer green thread; only a heuristic, so
+  // relaxed increments suffice.
+  std::atomic<unsigned> calls_without_wait_{0};
 };
 
 // Resolves host (a name or a numeric address) for `port` off the workers
