@@ -100,8 +100,16 @@ std::string Address::to_string() const {
       inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr, buf, sizeof buf);
       return std::string(buf) + ":" + std::to_string(port());
     case AF_INET6:
+    {
       inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr, buf, sizeof buf);
-      return "[" + std::string(buf) + "]:" + std::to_string(port());
+      // Appended piece by piece: "[" + std::string(...) trips GCC 12's
+      // -Wrestrict false positive at -O3.
+      std::string out = "[";
+      out += buf;
+      out += "]:";
+      out += std::to_string(port());
+      return out;
+    }
     case AF_UNIX: {
       const auto* un = reinterpret_cast<const sockaddr_un*>(&storage_);
       const std::size_t max = len_ > offsetof(sockaddr_un, sun_path) ? len_ - offsetof(sockaddr_un, sun_path) : 0;

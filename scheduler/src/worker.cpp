@@ -418,7 +418,7 @@ Fiber* Worker::pick_fair() {
   // thread that keeps spawning and joining children (a chain) starve its
   // older siblings forever on a worker nobody steals from (gevent's
   // test_fair_or_hangs on one worker). When the oldest entry has sat through
-  // kStarvedFairTicks fair ticks (about a thousand picks) it runs now. Not
+  // kStarvedFairTicks fair ticks (about five hundred picks) it runs now. Not
   // sooner: every early pick of old work starts another subtree alongside
   // the current one, and skynet-like trees then keep many more stacks alive.
   if (!f && deque_.size_approx() > 1) {

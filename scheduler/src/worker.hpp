@@ -216,7 +216,7 @@ class Worker {
   std::uint32_t tick_ = 0;
   std::uint32_t oldest_top_ = ~0u;       // the deque's oldest entry at the last fair tick
   std::uint32_t oldest_fair_ticks_ = 0;  // fair ticks it has been the oldest
-  static constexpr std::uint32_t kStarvedFairTicks = 16;
+  static constexpr std::uint32_t kStarvedFairTicks = 8;
   std::uint32_t rng_;
   std::vector<Fiber*> burst_;
   LocalFifo yielded_;  // private FIFO of yielders while nobody is idle
