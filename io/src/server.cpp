@@ -1,9 +1,9 @@
 // server.cpp — StreamServer and DatagramServer.
 //
-// Stopping: stop() sets stopping_, then closes the listening sockets; an
-// acceptor blocked in accept() wakes with EBADF (close_fd wakes waiters),
-// sees stopping_ and ends. Handlers are then joined for the grace period
-// and killed after it.
+// Stopping: stop() sets stopping_ and kills the acceptors (wherever they
+// wait), then closes the listening sockets, joins the handlers for the grace
+// period and kills the rest. No fd is closed while a green thread may still
+// use it.
 #include "green/server.hpp"
 
 #include <unistd.h>
@@ -122,8 +122,11 @@ void StreamServer::stop(std::chrono::steady_clock::duration grace) {
     stopped_.wait();
     return;
   }
+  // The acceptors are killed (they may be parked in accept() or waiting for
+  // a Pool slot) before the listeners are closed: an fd is never closed
+  // while another green thread may still be using it.
+  for (auto& a : acceptors_) a.kill();
   for (Socket& l : listeners_) l.close();
-  for (auto& a : acceptors_) a.join();
   if (!handlers_->join(grace)) handlers_->kill();
   if (address_.family() == AF_UNIX) ::unlink(address_.to_string().substr(5).c_str());
   started_ = false;
@@ -188,9 +191,10 @@ void DatagramServer::stop(std::chrono::steady_clock::duration grace) {
     stopped_.wait();
     return;
   }
-  socket_.close();
-  receiver_.join();
+  // Receiver and handlers end first; the socket they use is closed last.
+  receiver_.kill();
   if (!handlers_.join(grace)) handlers_.kill();
+  socket_.close();
   started_ = false;
   stopped_.set();
 }
