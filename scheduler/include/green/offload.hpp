@@ -74,7 +74,14 @@ class ResultCompletion : public Completion {
     finish();
   }
   R take() {
-    if (error) std::rethrow_exception(error);
+    if (error) {
+      // Moved out, so the waiting thread is the exception's only owner: the
+      // job's thread may drop the Completion at any time, and must not be
+      // the one that destroys an exception this thread is still reading.
+      std::exception_ptr e = std::move(error);
+      error = nullptr;
+      std::rethrow_exception(e);
+    }
     if constexpr (std::is_void_v<R>) {
       return;
     } else {
