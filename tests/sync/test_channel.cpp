@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "test_util.hpp"
+#include "parked.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -27,6 +28,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using green::testing::MyError;
 using green::testing::wait_until;
+using green::testing::parked_on;
+using green::testing::wait_parked;
 
 // Every item of the stress crosses workers through a rendezvous (a park and
 // a wake each), so the count is lower than the Queue stress; scaled down
@@ -38,18 +41,6 @@ constexpr int kStressItems = 20'000;
 #else
 constexpr int kStressItems = 100'000;
 #endif
-
-std::size_t parked_on(const green::Runtime& rt, const std::string& what) {
-  const std::string d = rt.dump();
-  const std::string key = "parked: " + what + "\n";
-  std::size_t n = 0;
-  for (auto pos = d.find(key); pos != std::string::npos; pos = d.find(key, pos + key.size())) ++n;
-  return n;
-}
-
-bool wait_parked(const green::Runtime& rt, const std::string& what, std::size_t n) {
-  return wait_until([&] { return parked_on(rt, what) >= n; });
-}
 
 void expect_about(Clock::duration took, Clock::duration t) {
   EXPECT_GE(took, t - 5ms);

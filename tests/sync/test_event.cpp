@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "test_util.hpp"
+#include "parked.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -25,6 +26,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using green::testing::MyError;
 using green::testing::wait_until;
+using green::testing::parked_on;
 
 // Ping-pong rounds (each round: two sets, two waits that usually park, two
 // clears, across workers), scaled down under sanitizers.
@@ -36,14 +38,7 @@ constexpr int kRounds = 5'000;
 constexpr int kRounds = 20'000;
 #endif
 
-std::size_t parked_on(const green::Runtime& rt, const std::string& what) {
-  const std::string d = rt.dump();
-  const std::string key = "parked: " + what + "\n";
-  std::size_t n = 0;
-  for (auto pos = d.find(key); pos != std::string::npos; pos = d.find(key, pos + key.size())) ++n;
-  return n;
-}
-
+// parked.hpp's wait, with a longer bound for the loaded sanitizer runs.
 bool wait_parked(const green::Runtime& rt, const std::string& what, std::size_t n) {
   return wait_until([&] { return parked_on(rt, what) >= n; }, 20s);
 }

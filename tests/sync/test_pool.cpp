@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "test_util.hpp"
+#include "parked.hpp"
 
 #include <algorithm>
 #include <array>
@@ -29,6 +30,8 @@ namespace {
 
 using green::testing::MyError;
 using green::testing::wait_until;
+using green::testing::parked_on;
+using green::testing::wait_parked;
 using Clock = std::chrono::steady_clock;
 
 #if GREEN_TEST_TSAN
@@ -38,13 +41,6 @@ constexpr int kScaleDown = 2;
 #else
 constexpr int kScaleDown = 1;
 #endif
-
-// Waits until the green thread called `name` is parked for `reason`
-// (Runtime::dump() is the public view of what each green thread does).
-bool wait_parked(const green::Runtime& rt, const std::string& name, const std::string& reason) {
-  const std::string needle = "(" + name + "): parked: " + reason;
-  return wait_until([&] { return rt.dump().find(needle) != std::string::npos; });
-}
 
 std::vector<int> iota_vec(int n) {
   std::vector<int> v(static_cast<std::size_t>(n));

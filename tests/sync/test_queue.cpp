@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "test_util.hpp"
+#include "parked.hpp"
 
 #include <algorithm>
 #include <array>
@@ -42,6 +43,8 @@ using Clock = std::chrono::steady_clock;
 using green::testing::MyError;
 using green::testing::spin_for;
 using green::testing::wait_until;
+using green::testing::parked_on;
+using green::testing::wait_parked;
 
 // Stress sizes. The issue asks for 1,000,000 items across workers; under
 // sanitizers every synchronising operation costs 5-20x more, so the counts
@@ -56,20 +59,6 @@ constexpr int kRaceItems = 20'000;
 constexpr int kStressItems = 1'000'000;
 constexpr int kRaceItems = 100'000;
 #endif
-
-// Green threads shown by dump() as parked on `what` right now.
-std::size_t parked_on(const green::Runtime& rt, const std::string& what) {
-  const std::string d = rt.dump();
-  const std::string key = "parked: " + what + "\n";
-  std::size_t n = 0;
-  for (auto pos = d.find(key); pos != std::string::npos; pos = d.find(key, pos + key.size())) ++n;
-  return n;
-}
-
-// Waits (bounded) until at least n green threads are parked on `what`.
-bool wait_parked(const green::Runtime& rt, const std::string& what, std::size_t n) {
-  return wait_until([&] { return parked_on(rt, what) >= n; });
-}
 
 // Timeouts take about T: not (much) less, and not absurdly more on a noisy
 // machine.
