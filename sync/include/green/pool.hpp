@@ -318,6 +318,30 @@ auto Group::map(F fn, Range&& inputs) {
   }
 }
 
+namespace detail {
+// The input iterator of imap() and imap_unordered(): every step is a call
+// on the map object, which knows its own order.
+template <class Map, class R>
+class MapIterator {
+ public:
+  using value_type = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
+  using difference_type = std::ptrdiff_t;
+  MapIterator() = default;
+  explicit MapIterator(Map* m) : m_(m) {}
+  // Waits for the call at this position; its result, or its exception.
+  decltype(auto) operator*() const { return m_->front(); }
+  MapIterator& operator++() {
+    m_->pop_front();
+    return *this;
+  }
+  void operator++(int) { ++*this; }
+  bool operator==(std::default_sentinel_t) const { return m_->done(); }
+
+ private:
+  Map* m_ = nullptr;
+};
+}  // namespace detail
+
 // ---------------------------------------------------------------------------
 // imap: calls in a window that slides along the inputs, read in input order.
 
@@ -334,24 +358,8 @@ class IMap {
     for (auto& g : calls_) g.join();
   }
 
-  class iterator {
-   public:
-    using value_type = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(IMap* m) : m_(m) {}
-    // Waits for the call at this position; its result, or its exception.
-    decltype(auto) operator*() const { return m_->front(); }
-    iterator& operator++() {
-      m_->pop_front();
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    bool operator==(std::default_sentinel_t) const { return m_->done(); }
-
-   private:
-    IMap* m_ = nullptr;
-  };
+  using iterator = detail::MapIterator<IMap, R>;
+  friend iterator;
   iterator begin() {
     fill();
     return iterator(this);
@@ -419,23 +427,8 @@ class IMapUnordered {
     watch_.wait_all(false);
   }
 
-  class iterator {
-   public:
-    using value_type = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(IMapUnordered* m) : m_(m) {}
-    decltype(auto) operator*() const { return m_->front(); }
-    iterator& operator++() {
-      m_->pop_front();
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    bool operator==(std::default_sentinel_t) const { return m_->done(); }
-
-   private:
-    IMapUnordered* m_ = nullptr;
-  };
+  using iterator = detail::MapIterator<IMapUnordered, R>;
+  friend iterator;
   iterator begin() {
     fill();
     return iterator(this);
