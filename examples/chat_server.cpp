@@ -19,7 +19,10 @@
 //
 // Slow clients: a user whose queue is full (it reads slower than the room
 // talks) is told so and disconnected, instead of letting its queue grow
-// without end. Lines longer than --max-line bytes are rejected with a notice.
+// without end. Once dropped, it has --grace seconds to take what is already
+// on its way and the notice; a client that reads nothing at all is cut off
+// then, so it cannot keep its connection and writer forever. Lines longer
+// than --max-line bytes are rejected with a notice.
 //
 // The users map is shared by every worker. Joins and leaves are rare and
 // every line is broadcast, so readers must not contend: the map is an
@@ -34,6 +37,7 @@
 #include <green/sync.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -41,7 +45,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace {
 
@@ -52,6 +58,7 @@ struct Options {
   std::size_t max_name = 32;
   std::size_t max_line = 4096;
   std::size_t max_queue = 100000;  // lines waiting for one slow user (16 bytes each)
+  std::chrono::milliseconds grace{2000};  // for a dropped user to take the rest
 };
 
 // A broadcast line is built once and shared by every recipient's queue.
@@ -126,18 +133,40 @@ class Room {
   std::atomic<std::shared_ptr<const Users>> users_;
 };
 
+struct CutOff {};  // a dropped user did not take its data within the grace
+
+// Sends all of `data`. A user in the room may take as long as it likes (its
+// queue bound catches it if it falls behind); once it has been dropped, it
+// gets `grace` to take the rest, or CutOff is thrown.
+void send_or_cut(User& user, green::Socket& sock, std::string_view data, std::chrono::milliseconds grace) {
+  using namespace std::chrono_literals;
+  std::optional<std::chrono::steady_clock::time_point> cut_at;
+  while (!data.empty()) {
+    try {
+      data.remove_prefix(sock.send(data.data(), data.size(), 100ms));
+    } catch (const green::TimeoutError&) {  // the client is not reading
+      if (!user.dropped.load()) continue;
+      const auto now = std::chrono::steady_clock::now();
+      if (!cut_at) cut_at = now + grace;
+      if (now >= *cut_at) throw CutOff{};
+    }
+  }
+}
+
 // Sends everything queued in one write, until the queue is closed.
-void writer(User& user, green::Socket& sock) {
+void writer(User& user, green::Socket& sock, const Options& o) {
   std::string batch;
   try {
     for (auto& line : user.outbox) {
       batch.assign(*line);
       while (auto more = user.outbox.try_get()) batch += **more;
-      sock.send_all(batch);
+      send_or_cut(user, sock, batch, o.grace);
     }
     if (user.too_slow.load()) {
-      sock.send_all("## you are not reading fast enough: disconnected.\n");
+      send_or_cut(user, sock, "## you are not reading fast enough: disconnected.\n", o.grace);
     }
+  } catch (const CutOff&) {
+    // dropped and still not reading: it loses the rest
   } catch (const green::SystemError&) {
     // the connection broke: the reader sees it too
   }
@@ -179,7 +208,7 @@ void handle(green::Socket& sock, const green::Address& peer, Room& room, const O
   std::string host = peer.to_string();
   host = host.substr(0, host.rfind(':'));
   room.broadcast("## " + name + " joined from " + host + ".\n");
-  auto w = green::spawn({.name = "writer " + name}, [&] { writer(*user, sock); });
+  auto w = green::spawn({.name = "writer " + name}, [&] { writer(*user, sock, o); });
   try {
     bool skipping = false;  // inside an over-long line: drop up to its end
     for (;;) {
@@ -229,8 +258,10 @@ int main(int argc, char** argv) {
     };
     if (!std::strcmp(argv[i], "--help")) {
       std::puts("usage: chat_server [--host ADDR] [--port N] [--workers M] [--max-line BYTES]\n"
-                "                   [--max-queue LINES]\n"
+                "                   [--max-queue LINES] [--grace SECONDS]\n"
                 "The talk's chat server on every core. Join with: nc localhost PORT\n"
+                "A user with more than LINES waiting is dropped as too slow; it gets SECONDS\n"
+                "(default 2) to take what is on its way and a notice, then it is cut off.\n"
                 "Port 0 picks a free port; the port in use is printed. SIGINT/SIGTERM stop it.");
       return 0;
     } else if (!std::strcmp(argv[i], "--host")) {
@@ -243,12 +274,14 @@ int main(int argc, char** argv) {
       o.max_line = static_cast<std::size_t>(std::atol(value()));
     } else if (!std::strcmp(argv[i], "--max-queue")) {
       o.max_queue = static_cast<std::size_t>(std::atol(value()));
+    } else if (!std::strcmp(argv[i], "--grace")) {
+      o.grace = std::chrono::milliseconds(static_cast<long>(std::atof(value()) * 1000));
     } else {
       std::fprintf(stderr, "chat_server: unknown argument %s (try --help)\n", argv[i]);
       return 2;
     }
   }
-  if (o.port < 0 || o.port > 65535 || o.max_line < 1 || o.max_queue < 1) {
+  if (o.port < 0 || o.port > 65535 || o.max_line < 1 || o.max_queue < 1 || o.grace.count() < 0) {
     std::fprintf(stderr, "chat_server: bad arguments (try --help)\n");
     return 2;
   }
