@@ -122,7 +122,11 @@ class Room {
   }
 
   void drop_all() {
-    for (const auto& [name, user] : *users_.load()) drop(*user);
+    // Hold the snapshot: a range-for over *users_.load() would free the
+    // temporary shared_ptr before the loop runs, and a leave in the meantime
+    // would free the map under it.
+    const auto users = users_.load();
+    for (const auto& [name, user] : *users) drop(*user);
   }
 
   std::size_t size() const { return users_.load()->size(); }
