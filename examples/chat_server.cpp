@@ -207,7 +207,12 @@ std::string ask_name(green::Stream& stream, green::Socket& sock, Room& room, con
 void handle(green::Socket& sock, const green::Address& peer, Room& room, const Options& o) {
   green::Stream stream(sock, o.max_line + 2);
   std::shared_ptr<User> user;
-  const std::string name = ask_name(stream, sock, room, o, user);
+  std::string name;
+  try {
+    name = ask_name(stream, sock, room, o, user);
+  } catch (const green::SystemError&) {
+    return;  // gone before it had a name: nothing to report
+  }
   if (!user) return;
   std::string host = peer.to_string();
   host = host.substr(0, host.rfind(':'));
