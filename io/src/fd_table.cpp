@@ -43,6 +43,7 @@ void on_ready(std::uint64_t token, std::uint32_t events) noexcept {
   FdState& st = fd_state(fd);
   std::lock_guard g(st.lock);
   if (st.generation != generation || !st.registered) return;  // a closed fd's event
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) st.read_closed = true;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) wake_or_remember(st.reader, st.readable);
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) wake_or_remember(st.writer, st.writable);
 }
@@ -104,7 +105,7 @@ bool wait_fd(int fd, Direction dir, detail::Deadline deadline, const char* op) {
     std::lock_guard g(st.lock);
     if (st.closing) throw SystemError(EBADF, op);
     bool& ready = reading ? st.readable : st.writable;
-    if (ready) {
+    if (ready || (reading && st.read_closed)) {
       ready = false;  // consume the edge; the caller retries its call
       return true;
     }
@@ -132,7 +133,7 @@ bool wait_fd(int fd, Direction dir, detail::Deadline deadline, const char* op) {
     if (st.closing || st.generation != generation) {
       me.tag = kWokenClosed;
       detail::wake(me);
-    } else if (ready) {
+    } else if (ready || (reading && st.read_closed)) {
       ready = false;
       detail::wake(me);
     } else if (slot) {
@@ -201,7 +202,7 @@ void close_fd(int fd) noexcept {
     ++st->generation;
     if (st->generation == 0 || st->generation >= (1u << 31)) st->generation = 1;
     st->registered = false;
-    st->readable = st->writable = false;
+    st->readable = st->writable = st->read_closed = false;
     for (detail::Waiter** slot : {&st->reader, &st->writer}) {
       if (detail::Waiter* w = *slot) {
         *slot = nullptr;

@@ -29,6 +29,12 @@ struct FdState {
   bool closing = false;          // close_fd() in progress: waits fail
   bool readable = false;         // an edge nobody consumed yet
   bool writable = false;
+  // The peer hung up or the socket failed (RDHUP/HUP/ERR seen): a read
+  // returns at once from now on, so read waits never block again. Needed
+  // because such an edge may come with the last data: a reader that saw that
+  // data come back short (Socket::recv) would otherwise wait for an edge
+  // that never follows.
+  bool read_closed = false;
   detail::Waiter* reader = nullptr;
   detail::Waiter* writer = nullptr;
 };

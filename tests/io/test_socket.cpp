@@ -632,6 +632,58 @@ TEST(SocketClose, OneReaderAndOneWriterMayShareASocket) {
   });
 }
 
+TEST(SocketShortRead, HangUpThatCameWithTheLastBytesEndsTheNextRecv) {
+  // A short read makes the next recv wait for readiness first. When the
+  // peer's last bytes and its FIN raise one edge together, no edge follows:
+  // the next recv must still see the end of the stream, not wait for ever.
+  // One worker, so the bytes and the FIN are both queued before the hub is
+  // polled and they reach the reader as a single event.
+  green::Runtime rt({.workers = 1});
+  rt.run([] {
+    auto [c, s] = tcp_pair();
+    auto reader = green::spawn([&s] {
+      char buf[64];
+      const std::size_t first = s.recv(buf, sizeof buf, 5s);
+      const std::size_t second = s.recv(buf, sizeof buf, 5s);
+      return std::make_pair(first, second);
+    });
+    green::yield();  // the reader runs until it waits in recv
+    c.send_all("last");
+    c.shutdown(SHUT_WR);
+    const auto [first, second] = reader.get(10s);
+    EXPECT_EQ(first, 4u);
+    EXPECT_EQ(second, 0u);
+  });
+}
+
+TEST(SocketShortRead, ManySmallRequestsAndRepliesLoseNothing) {
+  // Request/response over one connection: every read is short, so every
+  // next read waits for readiness first; nothing may be lost or stall.
+  green::Runtime rt({.workers = 2});
+  rt.run([] {
+    auto [c, s] = tcp_pair();
+    constexpr int kRounds = 2000;
+    auto server = green::spawn([&s] {
+      char buf[256];
+      std::size_t total = 0;
+      while (std::size_t n = s.recv(buf, sizeof buf, 10s)) {
+        s.send_all(std::string_view(buf, n), 10s);
+        total += n;
+      }
+      return total;
+    });
+    for (int i = 0; i < kRounds; ++i) {
+      const std::string msg = "request " + std::to_string(i);
+      c.send_all(msg, 10s);
+      EXPECT_EQ(recv_n(c, msg.size(), 10s), msg);
+    }
+    c.shutdown(SHUT_WR);
+    std::size_t expected = 0;
+    for (int i = 0; i < kRounds; ++i) expected += ("request " + std::to_string(i)).size();
+    EXPECT_EQ(server.get(10s), expected);
+  });
+}
+
 // ---------------------------------------------------------------------------
 // UDP and Unix domain sockets.
 
