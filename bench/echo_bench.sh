@@ -2,13 +2,15 @@
 # echo_bench.sh — green's echo server against a plain Go echo server, with
 # the same load generator (echo_load, built on green) in the same run.
 #
-#   bench/echo_bench.sh [--quick] [--runs N] [--workers "1 2"] [--build DIR]
+#   bench/echo_bench.sh [--quick] [--runs N] [--workers "1 2"] [--load-workers L]
+#                       [--build DIR]
 #
 # For each worker count W and each connection count C (100 and 1,000), each
 # server runs with W worker threads (green: --workers W; Go: GOMAXPROCS=W)
 # and echo_load drives it for a fixed time with 64-byte requests, checking
-# every reply. The table gives the median req/s and p50/p99 over the runs
-# and green's ratio to Go. The load generator shares the machine's cores
+# every reply (echo_load runs with W workers too, unless --load-workers).
+# The table gives the median req/s and p50/p99 over the runs and green's
+# ratio to Go. The load generator shares the machine's cores
 # with the server: compare the two servers with each other, not with
 # figures measured elsewhere. Go comes from Debian's golang-go; without it
 # the Go column says "missing" (never silently dropped).
@@ -18,11 +20,13 @@ build="$root/build-release"
 runs=5
 duration=4
 workers_list=""
+load_workers=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) runs=3; duration=2; shift ;;
     --runs) runs="$2"; shift 2 ;;
     --workers) workers_list="$2"; shift 2 ;;
+    --load-workers) load_workers="$2"; shift 2 ;;
     --build) build="$2"; shift 2 ;;
     --help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "echo_bench: unknown argument $1 (try --help)" >&2; exit 2 ;;
@@ -53,9 +57,10 @@ wait_port() {  # until something listens on $1 (bounded)
   echo "echo_bench: server on port $1 did not come up" >&2; return 1
 }
 
-# run_one NAME W C -> prints "req_per_s p50 p99"
+# run_one NAME W C: one server run; sets R_RPS R_P50 R_P99 (no subshell, so
+# the server's pid stays in `pids` for the cleanup and ports really advance).
 run_one() {
-  local name="$1" w="$2" c="$3" pid
+  local name="$1" w="$2" c="$3" pid out
   port=$((port + 1))
   if [[ "$name" == green ]]; then
     "$server" --port "$port" --workers "$w" --raw >/dev/null & pid=$!
@@ -64,10 +69,13 @@ run_one() {
   fi
   pids+=("$pid")
   wait_port "$port"
-  local out
-  out="$("$load" --port "$port" --connections "$c" --duration "$duration" --warmup 1 --workers "$w")"
+  if ! out="$("$load" --port "$port" --connections "$c" --duration "$duration" --warmup 1 \
+                --workers "${load_workers:-$w}")"; then
+    echo "echo_bench: echo_load failed against $name (workers $w, $c connections): $out" >&2
+    exit 1
+  fi
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  sed -E 's/.*req_per_s=([0-9]+) p50_us=([0-9]+) p99_us=([0-9]+) errors=0.*/\1 \2 \3/' <<<"$out"
+  read -r R_RPS R_P50 R_P99 <<<"$(sed -E 's/.*req_per_s=([0-9]+) p50_us=([0-9]+) p99_us=([0-9]+) errors=0.*/\1 \2 \3/' <<<"$out")"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -77,9 +85,10 @@ for w in $workers_list; do
   for c in 100 1000; do
     g_rps=(); g_p50=(); g_p99=(); o_rps=(); o_p50=(); o_p99=()
     for _ in $(seq 1 "$runs"); do
-      read -r a b d <<<"$(run_one green "$w" "$c")"; g_rps+=("$a"); g_p50+=("$b"); g_p99+=("$d")
+      # Alternating, so that a noisy spell on the machine hits both servers.
+      run_one green "$w" "$c"; g_rps+=("$R_RPS"); g_p50+=("$R_P50"); g_p99+=("$R_P99")
       if [[ -n "$go_server" ]]; then
-        read -r a b d <<<"$(run_one go "$w" "$c")"; o_rps+=("$a"); o_p50+=("$b"); o_p99+=("$d")
+        run_one go "$w" "$c"; o_rps+=("$R_RPS"); o_p50+=("$R_P50"); o_p99+=("$R_P99")
       fi
     done
     gr=$(printf "%s\n" "${g_rps[@]}" | median)

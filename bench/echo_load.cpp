@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 using Clock = std::chrono::steady_clock;
@@ -112,20 +113,25 @@ int main(int argc, char** argv) {
           green::Socket sock = green::create_connection(o.host, static_cast<std::uint16_t>(o.port), 10s);
           sock.set_nodelay(true);
           std::string request(o.size, 'x');
-          std::string reply(o.size, '\0');
+          // Room for more than a reply: a read that fills less than the
+          // buffer tells the socket the queue is empty, so the next read
+          // waits for readiness instead of trying (Socket::recv); and a
+          // server that sends extra bytes is caught.
+          std::string reply(2 * o.size, '\0');
           request.back() = '\n';
           for (std::uint64_t seq = 0; phase.load(std::memory_order_relaxed) < 2; ++seq) {
             // A distinct payload per request, so a stale or misrouted reply fails the check.
             std::snprintf(request.data(), o.size - 1, "%d:%llu:", c, static_cast<unsigned long long>(seq));
             const auto t0 = Clock::now();
             sock.send_all(request, 10s);
-            for (std::size_t got = 0; got < o.size;) {
-              const std::size_t n = sock.recv(reply.data() + got, o.size - got, 10s);
+            std::size_t got = 0;
+            while (got < o.size) {
+              const std::size_t n = sock.recv(reply.data() + got, reply.size() - got, 10s);
               if (n == 0) throw green::Error("server closed the connection");
               got += n;
             }
             const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
-            if (reply != request) ++me.errors;
+            if (got != o.size || std::string_view(reply.data(), got) != request) ++me.errors;
             if (phase.load(std::memory_order_relaxed) == 1)
               me.latencies_ns.push_back(static_cast<std::uint32_t>(std::min<long long>(ns, UINT32_MAX)));
           }
