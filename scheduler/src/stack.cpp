@@ -22,6 +22,7 @@ namespace green::detail {
 namespace {
 
 constexpr std::size_t kSlabStacks = 64;
+constexpr std::size_t kCanaryRoom = 64;  // top bytes of a slab slot: the canary of the slot above
 constexpr std::size_t kSharedPoolMax = 4096;
 constexpr long kMapsReserve = 32768;  // left for malloc, libraries, threads
 
@@ -136,7 +137,9 @@ Stack* StackPool::map_guarded(std::size_t size) {
 Stack* StackPool::carve_from_slab() {
   std::lock_guard lock(slab_mu_);
   if (slab_free_.empty()) {
-    const std::size_t total = default_size_ * kSlabStacks;
+    // Slot i's canary is in the top kCanaryRoom bytes of slot i-1; slot 0's
+    // in an extra page below the slots.
+    const std::size_t total = page_size() + default_size_ * kSlabStacks;
     void* mem = mmap(nullptr, total, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (mem == MAP_FAILED) {
@@ -144,10 +147,12 @@ Stack* StackPool::carve_from_slab() {
                                    std::to_string(in_use()) + ")");
     }
     slabs_.emplace_back(static_cast<char*>(mem), total);
+    char* slots = static_cast<char*>(mem) + page_size();
     for (std::size_t i = 0; i < kSlabStacks; ++i) {
       auto* s = new Stack;
-      s->base = static_cast<char*>(mem) + i * default_size_;
-      s->size = default_size_;
+      s->base = slots + i * default_size_;
+      s->size = default_size_ - kCanaryRoom;
+      s->canary = reinterpret_cast<std::uint64_t*>(s->base) - 1;
       s->pooled_size = true;
 #if GREEN_TSAN
       s->tsan_fiber = __tsan_create_fiber(0);
@@ -173,7 +178,7 @@ void StackPool::unmap(Stack* s) noexcept {
 }
 
 void prepare_stack_for_reuse(Stack* s) noexcept {
-  if (!s->guard) *reinterpret_cast<std::uint64_t*>(s->base) = kStackCanary;
+  if (s->canary) *s->canary = kStackCanary;
 #if GREEN_ASAN
   // Frames of the previous green thread that never returned (its entry
   // function, the final switch) leave poisoned redzones behind.

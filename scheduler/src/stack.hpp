@@ -12,10 +12,14 @@
 //     (65530 by default) caps them per process. Past the budget (half of
 //     what max_map_count leaves after a reserve for the rest of the
 //     program), stacks are carved from unguarded slabs of kSlabStacks stacks
-//     each: one mapping per slab. Such a stack has a canary word at its lowest
-//     address, checked every time its green thread switches out; a smashed
-//     canary prints the same message and aborts. Overflow is still detected,
-//     only later and without a guarantee that nothing else was overwritten.
+//     each: one mapping per slab. Such a stack has a canary word just below
+//     its lowest address, checked every time its green thread switches out; a
+//     smashed canary prints the same message and aborts. Overflow is still
+//     detected, only later and without a guarantee that nothing else was
+//     overwritten. The canary sits in the top bytes of the slot below (kept
+//     out of that slot's own stack), a page its own green thread touches
+//     anyway: at its lowest address it would commit a page of its own, and a
+//     parked green thread would cost two pages instead of one.
 //     GREEN_STACK_GUARD_BUDGET=N in the environment sets the budget by hand
 //     (0: slab stacks only).
 //   * Stacks are reused hottest-first: a per-worker cache (owner only, no
@@ -44,6 +48,7 @@ struct Stack {
   std::size_t size = 0;        // usable bytes; base + size is the top
   char* guard = nullptr;       // the guard page, or null for a slab stack
   std::size_t mapped = 0;      // bytes to munmap (guard included); 0 for slab
+  std::uint64_t* canary = nullptr;  // a slab stack's canary (below base)
   void* tsan_fiber = nullptr;  // ThreadSanitizer's fiber for this stack
   bool pooled_size = false;    // default size: may go back to a pool
   char* top() const noexcept { return base + size; }

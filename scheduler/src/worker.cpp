@@ -132,9 +132,7 @@ void Worker::fiber_entry(ctx::transfer_t t) {
 
 [[gnu::noinline]] void Worker::jump(Fiber* from, Fiber* to, SwitchMsg* msg,
                                     bool from_is_finishing) {
-  if (from && !from->stack->guard &&
-      *reinterpret_cast<const std::uint64_t*>(from->stack->base) != kStackCanary)
-    report_stack_overflow(from);
+  if (from && from->stack->canary && *from->stack->canary != kStackCanary) report_stack_overflow(from);
 
   EhGlobals* eh = eh_;  // this thread's; the pointer never changes
   if (from) {
