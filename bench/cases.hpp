@@ -44,4 +44,13 @@ double semaphore_fan_out(green::Runtime& rt, int n, int permits);
 // Pool(pool_size).map of n trivial calls; ns per call.
 double pool_map(green::Runtime& rt, int n, std::size_t pool_size);
 
+// ---- memory (memory_case.cpp) -------------------------------------------------
+struct ParkedMemory {
+  double rss_bytes = 0;         // resident set growth per parked green thread
+  double page_table_bytes = 0;  // page-table growth per parked green thread
+};
+// n green threads parked on one Event, in a runtime of `workers` workers.
+// Meaningful only in a fresh process (green_bench runs it in a child).
+ParkedMemory parked_memory(unsigned workers, int n);
+
 }  // namespace bench

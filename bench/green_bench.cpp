@@ -22,9 +22,14 @@
 //                     yields once and releases it; ns per green thread
 //   pool.map 1M       Pool(1000).map of 1,000,000 trivial calls; ns per call,
 //                     and its ratio to spawn+join warm in the same run
+//   memory 100k/1M    resident memory per green thread with 100,000 and
+//                     1,000,000 of them parked on one Event, each measured
+//                     in a fresh child process (memory_case.cpp); page
+//                     tables in the note. Quick mode measures 100k only.
 //
 // The cases themselves are in scheduler_cases.cpp and sync_cases.cpp.
 // Usage: green_bench [--quick] [--runs N] [--workers a,b,c] [--csv FILE]
+//        green_bench --memory-child WORKERS N   (one memory measurement)
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -33,6 +38,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 #include "cases.hpp"
 
@@ -106,9 +113,33 @@ Config parse(int argc, char** argv) {
   return c;
 }
 
+// One memory measurement in a fresh process: this program, run again with
+// --memory-child. Returns false (and says why) if the child failed.
+bool measure_memory_in_child(unsigned workers, int n, ParkedMemory* out) {
+  const std::string cmd =
+      "/proc/" + std::to_string(getpid()) + "/exe --memory-child " + std::to_string(workers) + " " + std::to_string(n);
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return false;
+  char line[256] = {};
+  const bool got = std::fgets(line, sizeof line, p) != nullptr;
+  const int status = pclose(p);
+  if (!got || status != 0 ||
+      std::sscanf(line, "rss_bytes=%lf page_table_bytes=%lf", &out->rss_bytes, &out->page_table_bytes) != 2) {
+    std::fprintf(stderr, "green_bench: memory case (%u workers, %d green threads) failed: %s\n", workers, n,
+                 got ? line : "no output");
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 4 && !std::strcmp(argv[1], "--memory-child")) {
+    const auto m = parked_memory(static_cast<unsigned>(std::atoi(argv[2])), std::atoi(argv[3]));
+    std::printf("rss_bytes=%.1f page_table_bytes=%.1f\n", m.rss_bytes, m.page_table_bytes);
+    return 0;
+  }
   const Config cfg = parse(argc, argv);
   const int spawn_n = cfg.quick ? 20'000 : 100'000;
   const int switch_n = cfg.quick ? 200'000 : 1'000'000;
@@ -183,6 +214,22 @@ int main(int argc, char** argv) {
     emit(lock);
     emit(fan);
     emit(map);
+    for (int n : cfg.quick ? std::vector<int>{100'000} : std::vector<int>{100'000, 1'000'000}) {
+      Row mem{n == 100'000 ? "memory 100k parked" : "memory 1M parked", w, {}, "B", ""};
+      std::vector<double> tables;
+      // Memory barely varies between runs; the big case runs at most twice.
+      const int mem_runs = n > 100'000 ? std::min(cfg.runs, 2) : cfg.runs;
+      for (int r = 0; r < mem_runs; ++r) {
+        ParkedMemory m;
+        if (!measure_memory_in_child(w, n, &m)) return 1;
+        mem.samples.push_back(m.rss_bytes);
+        tables.push_back(m.page_table_bytes);
+      }
+      char note[96];
+      std::snprintf(note, sizeof note, "resident per parked green thread; + %.0f B of page tables", median(tables));
+      mem.note = note;
+      emit(mem);
+    }
   }
 
   if (!cfg.csv.empty()) {
