@@ -9,7 +9,7 @@ set -euo pipefail
 packages=(cmake ninja-build g++ libboost-context1.81-dev libboost1.81-dev libtbb-dev
           libgtest-dev libbenchmark-dev)
 if [[ "${1:-}" == "bench" ]]; then
-  packages+=(gnuplot-nox golang-go)
+  packages+=(gnuplot-nox golang-go libboost-fiber1.81-dev)
 fi
 
 missing=()
