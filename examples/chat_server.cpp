@@ -26,10 +26,11 @@
 //
 // The users map is shared by every worker. Joins and leaves are rare and
 // every line is broadcast, so readers must not contend: the map is an
-// immutable snapshot behind an atomic shared_ptr, replaced (copy on write)
-// under a green::Lock when somebody joins or leaves. A broadcast loads the
-// snapshot and never blocks; a oneTBB concurrent_hash_map would make every
-// broadcast walk a structure that joins and leaves may change under it.
+// immutable snapshot behind a shared_ptr, replaced (copy on write) under a
+// green::Lock when somebody joins or leaves. A broadcast copies the pointer
+// (under a mutex held for just that copy) and never waits for a join or a
+// leave; a oneTBB concurrent_hash_map would make every broadcast walk a
+// structure that joins and leaves may change under it.
 //
 // SIGINT or SIGTERM stops the server: users are told, then disconnected.
 #include <green/green.hpp>
@@ -73,6 +74,28 @@ struct User {
 };
 
 using Users = std::map<std::string, std::shared_ptr<User>>;
+
+// The current users map. std::atomic<std::shared_ptr> would do the same with
+// a lock bit, but libstdc++ 12's load() releases that bit with relaxed order:
+// its read of the pointer races with the next store (ThreadSanitizer reports
+// it). The mutex is held only while a pointer is copied, never across a
+// switch; the old map is freed outside it.
+class Snapshot {
+ public:
+  explicit Snapshot(std::shared_ptr<const Users> users) : users_(std::move(users)) {}
+  std::shared_ptr<const Users> load() const {
+    std::lock_guard g(m_);
+    return users_;
+  }
+  void store(std::shared_ptr<const Users> users) {
+    std::lock_guard g(m_);
+    users_.swap(users);
+  }
+
+ private:
+  mutable std::mutex m_;
+  std::shared_ptr<const Users> users_;
+};
 
 class Room {
  public:
@@ -134,7 +157,7 @@ class Room {
  private:
   const Options& options_;
   green::Lock writers_;
-  std::atomic<std::shared_ptr<const Users>> users_;
+  Snapshot users_;
 };
 
 struct CutOff {};  // a dropped user did not take its data within the grace
