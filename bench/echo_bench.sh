@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# echo_bench.sh — green's echo server against a plain Go echo server, with
-# the same load generator (echo_load, built on green) in the same run.
+# echo_bench.sh — green's echo server against a plain Go echo server and a
+# thread-per-connection C++ server (the plain-threads baseline), with the
+# same load generator (echo_load, built on green) in the same run.
 #
 #   bench/echo_bench.sh [--quick] [--runs N] [--workers "1 2"] [--load-workers L]
 #                       [--build DIR]
 #
 # For each worker count W and each connection count C (100 and 1,000), each
-# server runs with W worker threads (green: --workers W; Go: GOMAXPROCS=W)
+# server runs with W worker threads (green: --workers W; Go: GOMAXPROCS=W;
+# threads: one OS thread per connection whatever W, bench/peers/threads)
 # and echo_load drives it for a fixed time with 64-byte requests, checking
 # every reply (echo_load runs with W workers too, unless --load-workers).
 # The table gives the median req/s and p50/p99 over the runs and green's
-# ratio to Go. The load generator shares the machine's cores
+# ratio to each peer. The load generator shares the machine's cores
 # with the server: compare the two servers with each other, not with
 # figures measured elsewhere. Go comes from Debian's golang-go; without it
 # the Go column says "missing" (never silently dropped).
@@ -28,14 +30,15 @@ while [[ $# -gt 0 ]]; do
     --workers) workers_list="$2"; shift 2 ;;
     --load-workers) load_workers="$2"; shift 2 ;;
     --build) build="$2"; shift 2 ;;
-    --help) sed -n '2,16p' "$0"; exit 0 ;;
+    --help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "echo_bench: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
 done
 [[ -n "$workers_list" ]] || workers_list="$(seq 1 "$(nproc)")"
 server="$build/examples/echo_server"
 load="$build/bench/echo_load"
-for f in "$server" "$load"; do
+threads_server="$build/bench/threads_echo_server"
+for f in "$server" "$load" "$threads_server"; do
   [[ -x "$f" ]] || { echo "echo_bench: $f not built (cmake --build $build)" >&2; exit 1; }
 done
 go_server=""
@@ -43,6 +46,9 @@ if command -v go >/dev/null; then
   go_server="$build/bench/go_echo_server"
   (cd "$root/bench/peers/go" && GOFLAGS=-mod=mod GOCACHE="$build/go-cache" go build -o "$go_server" echo_server.go)
 fi
+# The peers, in column order; an empty program is a missing one.
+peers=(go threads)
+declare -A peer_bin=([go]="$go_server" [threads]="$threads_server")
 
 port=$((20000 + RANDOM % 20000))
 pids=()
@@ -62,11 +68,11 @@ wait_port() {  # until something listens on $1 (bounded)
 run_one() {
   local name="$1" w="$2" c="$3" pid out
   port=$((port + 1))
-  if [[ "$name" == green ]]; then
-    "$server" --port "$port" --workers "$w" --raw >/dev/null & pid=$!
-  else
-    GOMAXPROCS="$w" "$go_server" -port "$port" >/dev/null & pid=$!
-  fi
+  case "$name" in
+    green) "$server" --port "$port" --workers "$w" --raw >/dev/null & pid=$! ;;
+    go) GOMAXPROCS="$w" "$go_server" -port "$port" >/dev/null & pid=$! ;;
+    threads) "$threads_server" --port "$port" >/dev/null & pid=$! ;;
+  esac
   pids+=("$pid")
   wait_port "$port"
   if ! out="$("$load" --port "$port" --connections "$c" --duration "$duration" --warmup 1 \
@@ -79,28 +85,37 @@ run_one() {
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+med() { tr ' ' '\n' <<<"$1" | grep . | median; }  # median of a space-separated list
 
-printf "%-7s %7s %6s %12s %9s %9s %12s %9s %9s %8s\n" server workers conns "green req/s" "p50 us" "p99 us" "go req/s" "p50 us" "p99 us" ratio
+header=$(printf "%-7s %7s %6s %12s %9s %9s" server workers conns "green req/s" "p50 us" "p99 us")
+for name in "${peers[@]}"; do
+  header+=$(printf " %12s %9s %9s %14s" "$name req/s" "p50 us" "p99 us" "green/$name")
+done
+echo "$header"
+declare -A rps=() p50=() p99=()
 for w in $workers_list; do
   for c in 100 1000; do
-    g_rps=(); g_p50=(); g_p99=(); o_rps=(); o_p50=(); o_p99=()
+    rps=(); p50=(); p99=()
     for _ in $(seq 1 "$runs"); do
-      # Alternating, so that a noisy spell on the machine hits both servers.
-      run_one green "$w" "$c"; g_rps+=("$R_RPS"); g_p50+=("$R_P50"); g_p99+=("$R_P99")
-      if [[ -n "$go_server" ]]; then
-        run_one go "$w" "$c"; o_rps+=("$R_RPS"); o_p50+=("$R_P50"); o_p99+=("$R_P99")
+      # Alternating, so that a noisy spell on the machine hits every server.
+      for name in green "${peers[@]}"; do
+        [[ $name == green || -n "${peer_bin[$name]}" ]] || continue
+        run_one "$name" "$w" "$c"
+        rps[$name]+=" $R_RPS"; p50[$name]+=" $R_P50"; p99[$name]+=" $R_P99"
+      done
+    done
+    gr=$(med "${rps[green]}")
+    line=$(printf "%-7s %7s %6s %12.0f %9.0f %9.0f" echo "$w" "$c" "$gr" "$(med "${p50[green]}")" \
+           "$(med "${p99[green]}")")
+    for name in "${peers[@]}"; do
+      if [[ -n "${peer_bin[$name]}" ]]; then
+        r=$(med "${rps[$name]}")
+        line+=$(printf " %12.0f %9.0f %9.0f %13.2fx" "$r" "$(med "${p50[$name]}")" "$(med "${p99[$name]}")" \
+                "$(awk -v a="$gr" -v b="$r" 'BEGIN {print a / b}')")
+      else
+        line+=$(printf " %12s %9s %9s %14s" missing - - -)
       fi
     done
-    gr=$(printf "%s\n" "${g_rps[@]}" | median)
-    if [[ -n "$go_server" ]]; then
-      orr=$(printf "%s\n" "${o_rps[@]}" | median)
-      printf "%-7s %7s %6s %12.0f %9.0f %9.0f %12.0f %9.0f %9.0f %7.2fx\n" echo "$w" "$c" "$gr" \
-        "$(printf "%s\n" "${g_p50[@]}" | median)" "$(printf "%s\n" "${g_p99[@]}" | median)" "$orr" \
-        "$(printf "%s\n" "${o_p50[@]}" | median)" "$(printf "%s\n" "${o_p99[@]}" | median)" \
-        "$(awk -v a="$gr" -v b="$orr" 'BEGIN {print a / b}')"
-    else
-      printf "%-7s %7s %6s %12.0f %9.0f %9.0f %12s %9s %9s %8s\n" echo "$w" "$c" "$gr" \
-        "$(printf "%s\n" "${g_p50[@]}" | median)" "$(printf "%s\n" "${g_p99[@]}" | median)" missing - - -
-    fi
+    echo "$line"
   done
 done
