@@ -10,6 +10,14 @@ packages=(cmake ninja-build g++ libboost-context1.81-dev libboost1.81-dev libtbb
           libgtest-dev libbenchmark-dev)
 if [[ "${1:-}" == "bench" ]]; then
   packages+=(gnuplot-nox golang-go libboost-fiber1.81-dev)
+  # Tokio 1.24 peers (bench/peers/tokio/build.sh), built offline with Debian's
+  # cargo against these crate sources: every crate of their Cargo.lock.
+  packages+=(cargo librust-tokio-dev librust-tokio-macros-dev librust-mio-dev librust-socket2-dev
+             librust-libc-dev librust-signal-hook-registry-dev librust-num-cpus-dev librust-memchr-dev
+             librust-bytes-dev librust-log-dev librust-cfg-if-dev librust-pin-project-lite-dev
+             librust-autocfg-dev librust-proc-macro2-dev librust-quote-dev librust-syn-dev
+             librust-unicode-ident-dev librust-winapi-dev librust-winapi-i686-pc-windows-gnu-dev
+             librust-winapi-x86-64-pc-windows-gnu-dev)
 fi
 
 missing=()
