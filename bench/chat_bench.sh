@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
-# chat_bench.sh — green's chat server against a plain Go chat server, with
-# the same load generator (examples/chat_load, built on green) in the same run.
+# chat_bench.sh — green's chat server against plain Go and Tokio chat
+# servers, with the same load generator (examples/chat_load, built on green)
+# in the same run.
 #
 #   bench/chat_bench.sh [--quick] [--runs N] [--workers "1 2"] [--users C]
 #                       [--lines M] [--load-workers N] [--csv FILE] [--build DIR]
 #
 # For each worker count W, each server runs with W worker threads (green:
-# --workers W; Go: GOMAXPROCS=W) and chat_load connects C users (default
+# --workers W; Go: GOMAXPROCS=W; Tokio: worker_threads = W) and chat_load
+# connects C users (default
 # 100) that each send M lines (default 200) as fast as they can, one write
 # per line; every user must get every other user's lines exactly once, in
-# order. The table gives, over the runs (green and Go alternate), the median
+# order. The table gives, over the runs (the servers alternate), the median
 # and min-max of delivered lines per second and of the p99 delivery latency
-# (send to receipt), and green's lines/s ratio to Go. Any lost, duplicated
+# (send to receipt), and green's lines/s ratio to each peer. Any lost, duplicated
 # or reordered line stops the script with an error. chat_load runs with W
 # workers too (--load-workers to change) and shares the cores with the
 # server: compare the two servers with each other, not with figures taken
-# elsewhere. Go comes from Debian's golang-go; without it the Go column
-# says "missing" (never silently dropped). --csv writes every run.
+# elsewhere. Go comes from Debian's golang-go; Tokio is built offline by
+# bench/peers/tokio/build.sh (Debian's cargo and librust-tokio-dev); without
+# them their columns say "missing" and a note says why (never silently
+# dropped). --csv writes every run.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="$root/build-release"
@@ -36,7 +40,7 @@ while [[ $# -gt 0 ]]; do
     --load-workers) load_workers="$2"; shift 2 ;;
     --csv) csv="$2"; shift 2 ;;
     --build) build="$2"; shift 2 ;;
-    --help) sed -n '2,20p' "$0"; exit 0 ;;
+    --help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "chat_bench: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -54,14 +58,23 @@ if command -v go >/dev/null; then
   (cd "$root/bench/peers/go" && GOFLAGS=-mod=mod GOCACHE="$build/go-cache" go build -o "$go_server" chat_server.go) ||
     { echo "chat_bench: building bench/peers/go/chat_server.go failed" >&2; exit 1; }
 fi
+tokio_server="" tokio_note=""
+if tokio_msg="$("$root/bench/peers/tokio/build.sh" "$build/bench/tokio" 2>&1)"; then
+  tokio_server="$build/bench/tokio/tokio_chat_server"
+else
+  tokio_note="tokio: missing, $(tail -n1 <<<"$tokio_msg")"
+fi
+# The peers, in column order; an empty program is a missing one.
+peers=(go tokio)
+declare -A peer_bin=([go]="$go_server" [tokio]="$tokio_server")
 [[ -z "$csv" ]] || echo "server,workers,run,users,lines,lines_per_s,p50_us,p99_us" >"$csv"
 
 pids=()
 cleanup() { for p in "${pids[@]:-}"; do [[ -n "$p" ]] && kill "$p" 2>/dev/null || true; done; }
 logs="$(mktemp -d)"
 trap 'cleanup; rm -rf "$logs"' EXIT
-# wait_listening LOG PID: sets port once the server says it listens (both
-# servers print "listening on ADDR:PORT"; they start on port 0, a free one).
+# wait_listening LOG PID: sets port once the server says it listens (every
+# server prints "listening on ADDR:PORT"; they start on port 0, a free one).
 # No probe connection, which the servers would log as a client that left.
 wait_listening() {
   for _ in $(seq 1 200); do
@@ -77,11 +90,11 @@ wait_listening() {
 run_one() {
   local name="$1" w="$2" run="$3" pid out rc=0 port
   local log="$logs/$name-$w-$run.log"
-  if [[ "$name" == green ]]; then
-    "$server" --port 0 --workers "$w" >"$log" 2>&1 & pid=$!
-  else
-    GOMAXPROCS="$w" "$go_server" -port 0 >"$log" 2>&1 & pid=$!
-  fi
+  case "$name" in
+    green) "$server" --port 0 --workers "$w" >"$log" 2>&1 & pid=$! ;;
+    go) GOMAXPROCS="$w" "$go_server" -port 0 >"$log" 2>&1 & pid=$! ;;
+    tokio) "$tokio_server" -port 0 -workers "$w" >"$log" 2>&1 & pid=$! ;;
+  esac
   pids+=("$pid")
   wait_listening "$log" "$pid"
   out="$("$load" --port "$port" --users "$users" --lines "$lines" --workers "${load_workers:-$w}" \
@@ -109,22 +122,36 @@ cell() {
 }
 
 echo "chat fan-out: $users users x $lines lines, $runs runs per server; median [min-max]"
-fmt="%7s  %-28s %-26s %-28s %-26s %8s\n"
-printf "$fmt" workers "green lines/s" "green p99 ms" "go lines/s" "go p99 ms" green/go
+fmt="%7s  %-28s %-26s"
+header=$(printf "$fmt" workers "green lines/s" "green p99 ms")
+for name in "${peers[@]}"; do
+  header+=$(printf "  %-28s %-26s %11s" "$name lines/s" "$name p99 ms" "green/$name")
+done
+echo "$header"
+declare -A lps_of=() p99_of=()
 for w in $workers_list; do
-  g_lps=(); g_p99=(); o_lps=(); o_p99=()
+  lps_of=(); p99_of=()
   for run in $(seq 1 "$runs"); do
-    run_one green "$w" "$run"; g_lps+=("$lps"); g_p99+=("$p99")
-    if [[ -n "$go_server" ]]; then
-      run_one go "$w" "$run"; o_lps+=("$lps"); o_p99+=("$p99")
+    # Alternating, so that a noisy spell on the machine hits every server.
+    for name in green "${peers[@]}"; do
+      [[ $name == green || -n "${peer_bin[$name]}" ]] || continue
+      run_one "$name" "$w" "$run"; lps_of[$name]+=" $lps"; p99_of[$name]+=" $p99"
+    done
+  done
+  gm=$(tr ' ' '\n' <<<"${lps_of[green]}" | grep . | median)
+  # shellcheck disable=SC2086  # the lists split into cell's arguments
+  line=$(printf "$fmt" "$w" "$(cell 1 ${lps_of[green]})" "$(cell 1000 ${p99_of[green]})")
+  for name in "${peers[@]}"; do
+    if [[ -n "${peer_bin[$name]}" ]]; then
+      pm=$(tr ' ' '\n' <<<"${lps_of[$name]}" | grep . | median)
+      # shellcheck disable=SC2086
+      line+=$(printf "  %-28s %-26s %11s" "$(cell 1 ${lps_of[$name]})" "$(cell 1000 ${p99_of[$name]})" \
+              "$(awk -v a="$gm" -v b="$pm" 'BEGIN {printf "%.2fx", a / b}')")
+    else
+      line+=$(printf "  %-28s %-26s %11s" missing missing -)
     fi
   done
-  if [[ -n "$go_server" ]]; then
-    gm=$(printf "%s\n" "${g_lps[@]}" | median); om=$(printf "%s\n" "${o_lps[@]}" | median)
-    printf "$fmt" "$w" "$(cell 1 "${g_lps[@]}")" "$(cell 1000 "${g_p99[@]}")" "$(cell 1 "${o_lps[@]}")" \
-      "$(cell 1000 "${o_p99[@]}")" "$(awk -v a="$gm" -v b="$om" 'BEGIN {printf "%.2fx", a / b}')"
-  else
-    printf "$fmt" "$w" "$(cell 1 "${g_lps[@]}")" "$(cell 1000 "${g_p99[@]}")" missing missing -
-  fi
+  echo "$line"
 done
 [[ -n "$go_server" ]] || echo "go: missing, no Go compiler (install golang-go: scripts/setup.sh bench)"
+[[ -z "$tokio_note" ]] || echo "$tokio_note"
