@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# echo_bench.sh — green's echo server against a plain Go echo server and a
-# thread-per-connection C++ server (the plain-threads baseline), with the
-# same load generator (echo_load, built on green) in the same run.
+# echo_bench.sh — green's echo server against a plain Go echo server, a
+# plain Tokio echo server and a thread-per-connection C++ server (the
+# plain-threads baseline), with the same load generator (echo_load, built on
+# green) in the same run.
 #
 #   bench/echo_bench.sh [--quick] [--runs N] [--workers "1 2"] [--load-workers L]
 #                       [--build DIR]
 #
 # For each worker count W and each connection count C (100 and 1,000), each
 # server runs with W worker threads (green: --workers W; Go: GOMAXPROCS=W;
-# threads: one OS thread per connection whatever W, bench/peers/threads)
+# Tokio: worker_threads = W; threads: one OS thread per connection whatever
+# W, bench/peers/threads)
 # and echo_load drives it for a fixed time with 64-byte requests, checking
 # every reply (echo_load runs with W workers too, unless --load-workers).
 # The table gives the median req/s and p50/p99 over the runs and green's
 # ratio to each peer. The load generator shares the machine's cores
 # with the server: compare the two servers with each other, not with
-# figures measured elsewhere. Go comes from Debian's golang-go; without it
-# the Go column says "missing" (never silently dropped).
+# figures measured elsewhere. Go comes from Debian's golang-go; Tokio is
+# built offline by bench/peers/tokio/build.sh (Debian's cargo and
+# librust-tokio-dev); without them their columns say "missing" and a note
+# says why (never silently dropped).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="$root/build-release"
@@ -30,7 +34,7 @@ while [[ $# -gt 0 ]]; do
     --workers) workers_list="$2"; shift 2 ;;
     --load-workers) load_workers="$2"; shift 2 ;;
     --build) build="$2"; shift 2 ;;
-    --help) sed -n '2,18p' "$0"; exit 0 ;;
+    --help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "echo_bench: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -46,9 +50,15 @@ if command -v go >/dev/null; then
   go_server="$build/bench/go_echo_server"
   (cd "$root/bench/peers/go" && GOFLAGS=-mod=mod GOCACHE="$build/go-cache" go build -o "$go_server" echo_server.go)
 fi
+tokio_server="" tokio_note=""
+if tokio_msg="$("$root/bench/peers/tokio/build.sh" "$build/bench/tokio" 2>&1)"; then
+  tokio_server="$build/bench/tokio/tokio_echo_server"
+else
+  tokio_note="tokio: missing, $(tail -n1 <<<"$tokio_msg")"
+fi
 # The peers, in column order; an empty program is a missing one.
-peers=(go threads)
-declare -A peer_bin=([go]="$go_server" [threads]="$threads_server")
+peers=(go tokio threads)
+declare -A peer_bin=([go]="$go_server" [tokio]="$tokio_server" [threads]="$threads_server")
 
 port=$((20000 + RANDOM % 20000))
 pids=()
@@ -71,6 +81,7 @@ run_one() {
   case "$name" in
     green) "$server" --port "$port" --workers "$w" --raw >/dev/null & pid=$! ;;
     go) GOMAXPROCS="$w" "$go_server" -port "$port" >/dev/null & pid=$! ;;
+    tokio) "$tokio_server" -port "$port" -workers "$w" >/dev/null & pid=$! ;;
     threads) "$threads_server" --port "$port" >/dev/null & pid=$! ;;
   esac
   pids+=("$pid")
@@ -119,3 +130,5 @@ for w in $workers_list; do
     echo "$line"
   done
 done
+[[ -n "$go_server" ]] || echo "go: missing, no Go compiler (install golang-go: scripts/setup.sh bench)"
+[[ -z "$tokio_note" ]] || echo "$tokio_note"
