@@ -103,7 +103,6 @@ bool wait_fd(int fd, Direction dir, detail::Deadline deadline, const char* op) {
   bool plain_thread = false;
   {
     std::lock_guard g(st.lock);
-    if (st.closing) throw SystemError(EBADF, op);
     bool& ready = reading ? st.readable : st.writable;
     if (ready || (reading && st.read_closed)) {
       ready = false;  // consume the edge; the caller retries its call
@@ -130,7 +129,7 @@ bool wait_fd(int fd, Direction dir, detail::Deadline deadline, const char* op) {
     std::lock_guard g(st.lock);
     detail::Waiter*& slot = reading ? st.reader : st.writer;
     bool& ready = reading ? st.readable : st.writable;
-    if (st.closing || st.generation != generation) {
+    if (st.generation != generation) {  // closed since we looked
       me.tag = kWokenClosed;
       detail::wake(me);
     } else if (ready || (reading && st.read_closed)) {
@@ -196,27 +195,30 @@ void close_fd(int fd) noexcept {
     st = &io_detail::fd_state(fd);
   } catch (...) {
   }
-  if (st) {
-    std::lock_guard g(st->lock);
-    st->closing = true;
-    ++st->generation;
-    if (st->generation == 0 || st->generation >= (1u << 31)) st->generation = 1;
-    st->registered = false;
-    st->readable = st->writable = st->read_closed = false;
-    for (detail::Waiter** slot : {&st->reader, &st->writer}) {
-      if (detail::Waiter* w = *slot) {
-        *slot = nullptr;
-        w->tag = io_detail::kWokenClosed;
-        if (!detail::wake(*w)) w->tag = 0;
-      }
+  if (!st) {
+    ::close(fd);
+    return;
+  }
+  // close(2) runs under the fd's lock. The moment it returns, another thread
+  // may get the same number from accept() or socket(), and its first wait
+  // must find a clean state, not this close still in progress (it used to
+  // fail with EBADF). A wait on the old fd that comes meanwhile waits for the
+  // lock, then finds the fd unregistered: it is the caller's race (using an
+  // fd while closing it), and epoll_ctl (EBADF) or the new fd's owner sorts
+  // it out. close(2) also drops the fd from its epoll set.
+  std::lock_guard g(st->lock);
+  ++st->generation;
+  if (st->generation == 0 || st->generation >= (1u << 31)) st->generation = 1;
+  st->registered = false;
+  st->readable = st->writable = st->read_closed = false;
+  for (detail::Waiter** slot : {&st->reader, &st->writer}) {
+    if (detail::Waiter* w = *slot) {
+      *slot = nullptr;
+      w->tag = io_detail::kWokenClosed;
+      if (!detail::wake(*w)) w->tag = 0;
     }
   }
-  // close(2) also drops the fd from the epoll set it was registered with.
   ::close(fd);
-  if (st) {
-    std::lock_guard g(st->lock);
-    st->closing = false;
-  }
 }
 
 }  // namespace green

@@ -26,14 +26,12 @@ struct FdState {
   detail::SpinLock lock;
   std::uint32_t generation = 1;  // never 0, so that no token is 0
   bool registered = false;       // with some hub, in this generation
-  bool closing = false;          // close_fd() in progress: waits fail
   bool readable = false;         // an edge nobody consumed yet
   bool writable = false;
   // The peer hung up or the socket failed (RDHUP/HUP/ERR seen): a read
-  // returns at once from now on, so read waits never block again. Needed
-  // because such an edge may come with the last data: a reader that saw that
-  // data come back short (Socket::recv) would otherwise wait for an edge
-  // that never follows.
+  // returns at once from now on, so read waits never block again. No edge
+  // follows a hang-up; a reader that waits after it for any reason must not
+  // wait for one.
   bool read_closed = false;
   detail::Waiter* reader = nullptr;
   detail::Waiter* writer = nullptr;

@@ -29,22 +29,16 @@ Socket::Socket(int family, int type, int protocol) {
   const int fd = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
   if (fd < 0) throw SystemError(errno, "socket");
   fd_.store(fd, std::memory_order_release);
-  tcp_ = (type & 0xf) == SOCK_STREAM && (family == AF_INET || family == AF_INET6);
 }
 
 Socket Socket::adopt(int fd) {
   if (fd < 0) throw Error("green::Socket::adopt: negative fd");
   make_nonblocking(fd);
-  int type = 0, domain = 0;
-  socklen_t len = sizeof type;
-  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) throw SystemError(errno, "getsockopt(SO_TYPE)");
-  len = sizeof domain;
-  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0) throw SystemError(errno, "getsockopt(SO_DOMAIN)");
-  return Socket(fd, type == SOCK_STREAM && (domain == AF_INET || domain == AF_INET6));
+  return Socket(fd);
 }
 
 Socket::Socket(Socket&& other) noexcept
-    : fd_(other.fd_.exchange(-1, std::memory_order_acq_rel)), timeout_(other.timeout_), tcp_(other.tcp_) {}
+    : fd_(other.fd_.exchange(-1, std::memory_order_acq_rel)), timeout_(other.timeout_) {}
 
 
 Socket& Socket::operator=(Socket&& other) noexcept {
@@ -52,9 +46,7 @@ Socket& Socket::operator=(Socket&& other) noexcept {
     close();
     fd_.store(other.fd_.exchange(-1, std::memory_order_acq_rel), std::memory_order_release);
     timeout_ = other.timeout_;
-    tcp_ = other.tcp_;
     calls_without_wait_.store(0, std::memory_order_relaxed);
-    drained_.store(false, std::memory_order_relaxed);
   }
   return *this;
 }
@@ -137,7 +129,7 @@ std::pair<Socket, Address> Socket::accept(MaybeTimeout timeout) {
     if (fd >= 0) {
       peer.set_size(len);
       spend_budget();
-      return {Socket(fd, /*tcp=*/peer.family() == AF_INET || peer.family() == AF_INET6), peer};
+      return {Socket(fd), peer};
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
       wait(true, deadline, "accept");
@@ -152,31 +144,14 @@ std::pair<Socket, Address> Socket::accept(MaybeTimeout timeout) {
 std::size_t Socket::recv(void* buf, std::size_t n, MaybeTimeout timeout) {
   detail::Deadline deadline{};
   bool have_deadline = false;
-  // A TCP socket whose last read came back short had an empty receive queue
-  // right then, so a read now would most likely say EAGAIN: wait for
-  // readiness first and save that system call (in a request/response loop,
-  // one of the three per request; Tokio does the same). Safe because the fd
-  // is edge-triggered: any byte that arrived after that read raised an
-  // edge, which either wakes our wait or is remembered for it, and a hang-up
-  // that came with the last bytes keeps read waits from blocking
-  // (fd_table.cpp); at worst an edge was for bytes that read already took,
-  // and we read once in vain. TCP only: a Unix stream read also stops short
-  // between messages carrying different credentials or fds, with more
-  // queued. (A TCP read stops short at an urgent byte too; MSG_OOB peers are
-  // rare enough that we accept a wait for their next bytes.)
-  bool wait_first = n > 0 && drained_.exchange(false, std::memory_order_relaxed);
   for (;;) {
-    if (!wait_first) {
-      const ssize_t r = ::recv(checked_fd("recv"), buf, n, 0);
-      if (r >= 0) {
-        if (tcp_ && r > 0 && static_cast<std::size_t>(r) < n) drained_.store(true, std::memory_order_relaxed);
-        spend_budget();
-        return static_cast<std::size_t>(r);
-      }
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) fail(errno, "recv");
+    const ssize_t r = ::recv(checked_fd("recv"), buf, n, 0);
+    if (r >= 0) {
+      spend_budget();
+      return static_cast<std::size_t>(r);
     }
-    wait_first = false;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) fail(errno, "recv");
     if (!have_deadline) {  // computed only when a wait is needed
       deadline = deadline_for(timeout);
       have_deadline = true;

@@ -110,7 +110,7 @@ class Socket {
   Address peer_address() const;
 
  private:
-  Socket(int fd, bool tcp) noexcept : fd_(fd), tcp_(tcp) {}
+  explicit Socket(int fd) noexcept : fd_(fd) {}
   int checked_fd(const char* op) const;
   detail::Deadline deadline_for(MaybeTimeout timeout) const noexcept;
   // Waits for readiness after EAGAIN; throws TimeoutError(0) past deadline.
@@ -126,10 +126,6 @@ class Socket {
   // Shared by a reader and a writer green thread; only a heuristic, so
   // relaxed increments suffice.
   std::atomic<unsigned> calls_without_wait_{0};
-  bool tcp_ = false;  // TCP stream: a short read means the queue was empty
-  // The last recv() came back short (see recv()); atomic because two green
-  // threads may take turns reading.
-  std::atomic<bool> drained_{false};
 };
 
 // Resolves host (a name or a numeric address) for `port` off the workers
