@@ -333,10 +333,6 @@ void Worker::schedule_local(Fiber* f) noexcept {
     f->pinned->post(f);
     return;
   }
-  if (dispatching_io_) {
-    enqueue_front(f);
-    return;
-  }
   if (f->join_worker == this && f->wake_reason == WakeReason::notified &&
       static_cast<std::int32_t>(deque_.bottom_index() - f->join_mark) > 0) {
     deferred_.push_back(f);
@@ -434,7 +430,7 @@ Fiber* Worker::pick_fair() {
     }
   }
   fire_timers();
-  if (hub_.has_watchers()) poll_hub(hub_, 0, true);
+  if (hub_.has_watchers()) hub_.poll(0);
   return f;
 }
 
@@ -533,7 +529,7 @@ Fiber* Worker::find_runnable() {
     if (rt_->workers_stopping()) return nullptr;
     Fiber* f = pick_local();
     if (!f && fire_timers()) continue;
-    if (!f && hub_.has_watchers() && poll_hub(hub_, 0, true) > 0) continue;
+    if (!f && hub_.has_watchers() && hub_.poll(0) > 0) continue;
     if (!f && round % kStealEvery == 0) {
       f = steal_work();
       if (f && !prepare_to_run(f)) continue;
@@ -575,16 +571,9 @@ int Worker::poll_busy_hubs() noexcept {
   for (unsigned i = 0; i < n; ++i) {
     Worker& v = rt_->worker(i);
     if (&v != this && !v.parked_.load(std::memory_order_relaxed) && v.hub_.has_watchers())
-      dispatched += poll_hub(v.hub_, 0, /*owner=*/false);
+      dispatched += v.hub_.poll(0, /*owner=*/false);
   }
   return dispatched;
-}
-
-int Worker::poll_hub(Hub& hub, int timeout_ms, bool owner) noexcept {
-  dispatching_io_ = true;
-  const int n = hub.poll(timeout_ms, owner);
-  dispatching_io_ = false;
-  return n;
 }
 
 Hub* current_hub() noexcept {
@@ -617,7 +606,7 @@ void Worker::park_in_hub() {
     // worker idle nobody needs this and the sleep is unbounded.
     if (busy_peer_with_fds() && (timeout_ms < 0 || timeout_ms > kBusyHubPollMs))
       timeout_ms = kBusyHubPollMs;
-    poll_hub(hub_, timeout_ms, true);
+    hub_.poll(timeout_ms);
     poll_busy_hubs();
   }
   parked_.store(false, std::memory_order_relaxed);

@@ -19,11 +19,6 @@
 //      idle or searching; they run after everything else queued here. When
 //      some worker is idle a yielder goes to the front of the deque instead,
 //      where it can be stolen;
-//   Readiness wakes (a hub poll dispatching fd events) queue like yielders,
-//   behind the work already here and in the order the events came: a poll
-//   on the fair tick must not put the connections it woke ahead of the ones
-//   woken by the poll before (with a thousand busy connections, newest-first
-//   order starved the oldest for hundreds of milliseconds).
 //   and, only from the scheduler context when those are empty: due timers,
 //   its hub without blocking, a steal of half of a random victim's deque, a
 //   short spin over all of that, and finally parking in its hub.
@@ -201,8 +196,6 @@ class Worker {
   // without blocking; returns the fd events dispatched.
   int poll_busy_hubs() noexcept;
   bool busy_peer_with_fds() noexcept;
-  // Polls `hub` (ours or a busy peer's); what it wakes queues FIFO (above).
-  int poll_hub(Hub& hub, int timeout_ms, bool owner) noexcept;
   static constexpr int kBusyHubPollMs = 1;
 
   RuntimeCore* rt_;
@@ -246,7 +239,6 @@ class Worker {
   std::atomic<std::uint64_t> runs_{0};
   std::atomic<std::int64_t> bound_{0};  // single writer: this worker
   bool spinning_ = false;
-  bool dispatching_io_ = false;  // inside poll_hub(): wakes are readiness wakes
 };
 
 // The worker running on this OS thread, or null. Not inlined on purpose: the
