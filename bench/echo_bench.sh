@@ -5,7 +5,7 @@
 # green) in the same run.
 #
 #   bench/echo_bench.sh [--quick] [--runs N] [--workers "1 2"] [--load-workers L]
-#                       [--build DIR]
+#                       [--csv FILE] [--build DIR]
 #
 # For each worker count W and each connection count C (100 and 1,000), each
 # server runs with W worker threads (green: --workers W; Go: GOMAXPROCS=W;
@@ -19,7 +19,7 @@
 # figures measured elsewhere. Go comes from Debian's golang-go; Tokio is
 # built offline by bench/peers/tokio/build.sh (Debian's cargo and
 # librust-tokio-dev); without them their columns say "missing" and a note
-# says why (never silently dropped).
+# says why (never silently dropped). --csv writes every run.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="$root/build-release"
@@ -27,12 +27,14 @@ runs=5
 duration=4
 workers_list=""
 load_workers=""
+csv=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) runs=3; duration=2; shift ;;
     --runs) runs="$2"; shift 2 ;;
     --workers) workers_list="$2"; shift 2 ;;
     --load-workers) load_workers="$2"; shift 2 ;;
+    --csv) csv="$2"; shift 2 ;;
     --build) build="$2"; shift 2 ;;
     --help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "echo_bench: unknown argument $1 (try --help)" >&2; exit 2 ;;
@@ -103,16 +105,18 @@ for name in "${peers[@]}"; do
   header+=$(printf " %12s %9s %9s %14s" "$name req/s" "p50 us" "p99 us" "green/$name")
 done
 echo "$header"
+[[ -z "$csv" ]] || echo "server,workers,conns,run,req_per_s,p50_us,p99_us" >"$csv"
 declare -A rps=() p50=() p99=()
 for w in $workers_list; do
   for c in 100 1000; do
     rps=(); p50=(); p99=()
-    for _ in $(seq 1 "$runs"); do
+    for run in $(seq 1 "$runs"); do
       # Alternating, so that a noisy spell on the machine hits every server.
       for name in green "${peers[@]}"; do
         [[ $name == green || -n "${peer_bin[$name]}" ]] || continue
         run_one "$name" "$w" "$c"
         rps[$name]+=" $R_RPS"; p50[$name]+=" $R_P50"; p99[$name]+=" $R_P99"
+        [[ -z "$csv" ]] || echo "$name,$w,$c,$run,$R_RPS,$R_P50,$R_P99" >>"$csv"
       done
     done
     gr=$(med "${rps[green]}")
