@@ -12,11 +12,12 @@
 //     (65530 by default) caps them per process. Past the budget (half of
 //     what max_map_count leaves after a reserve for the rest of the
 //     program), stacks are carved from unguarded slabs of kSlabStacks stacks
-//     each: one mapping per slab. Such a stack has a canary word just below
+//     each: one mapping per slab. Such a stack has canary words just below
 //     its lowest address, checked every time its green thread switches out; a
-//     smashed canary prints the same message and aborts. Overflow is still
-//     detected, only later and without a guarantee that nothing else was
-//     overwritten. The canary sits in the top bytes of the slot below (kept
+//     smashed canary, or a switch found below the base, prints the same
+//     message and aborts. Overflow is still detected, only later and without
+//     a guarantee that nothing else was overwritten. The canary sits in the
+//     top bytes of the slot below (kept
 //     out of that slot's own stack), a page its own green thread touches
 //     anyway: at its lowest address it would commit a page of its own, and a
 //     parked green thread would cost two pages instead of one.
@@ -48,13 +49,23 @@ struct Stack {
   std::size_t size = 0;        // usable bytes; base + size is the top
   char* guard = nullptr;       // the guard page, or null for a slab stack
   std::size_t mapped = 0;      // bytes to munmap (guard included); 0 for slab
-  std::uint64_t* canary = nullptr;  // a slab stack's canary (below base)
+  std::uint64_t* canary = nullptr;  // a slab stack's canary words (below base)
   void* tsan_fiber = nullptr;  // ThreadSanitizer's fiber for this stack
   bool pooled_size = false;    // default size: may go back to a pool
   char* top() const noexcept { return base + size; }
 };
 
 inline constexpr std::uint64_t kStackCanary = 0x6772'6565'6e21'c0deULL;
+// A slab stack's canary is kCanaryWords words, kCanaryStride words apart,
+// in the 256 bytes below its base: an overflow's frames may leave a few
+// dozen bytes unwritten (ASan's redzones, padding), not all of them.
+inline constexpr std::size_t kCanaryWords = 4;
+inline constexpr std::size_t kCanaryStride = 8;
+inline bool canary_intact(const std::uint64_t* canary) noexcept {
+  for (std::size_t i = 0; i < kCanaryWords; ++i)
+    if (canary[i * kCanaryStride] != kStackCanary) return false;
+  return true;
+}
 
 class StackPool {
  public:

@@ -132,7 +132,15 @@ void Worker::fiber_entry(ctx::transfer_t t) {
 
 [[gnu::noinline]] void Worker::jump(Fiber* from, Fiber* to, SwitchMsg* msg,
                                     bool from_is_finishing) {
-  if (from && from->stack->canary && *from->stack->canary != kStackCanary) report_stack_overflow(from);
+  // A slab stack has no guard page: it overflowed if we are below its base
+  // now (a switch at the deepest point) or its canary was overwritten on
+  // the way down and back. Both checks, because either can miss alone: the
+  // frames of the overflow may have skipped the canary's bytes (ASan's
+  // redzones are never written), and the switch may come after the return.
+  if (from && from->stack->canary &&
+      (static_cast<const char*>(__builtin_frame_address(0)) < from->stack->base ||
+       !canary_intact(from->stack->canary)))
+    report_stack_overflow(from);
 
   EhGlobals* eh = eh_;  // this thread's; the pointer never changes
   if (from) {
