@@ -7,8 +7,9 @@
 #
 # Installs what is missing (scripts/setup.sh bench), builds green and the
 # peers, runs every case at workers = 1..nproc (or --workers) `runs` times
-# (5; --quick: 3 runs, smaller counts, no 1M-thread memory case, under two
-# minutes on a 2-core machine), and writes to DIR (default bench/results):
+# (5; --quick: one run, smaller counts, shorter network runs, no 1M-thread
+# memory case: a smoke test of a few minutes), and writes to DIR (default
+# bench/results):
 #   results.csv   impl,case,workers,median,min,max,unit,better (one row each)
 #   results.json  the same rows
 #   table.md      the table printed at the end: medians, min–max, and
@@ -25,7 +26,7 @@ workers_list=""
 out="$root/bench/results"
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --quick) quick=1; runs=3; shift ;;
+    --quick) quick=1; runs=1; shift ;;
     --runs) runs="$2"; shift 2 ;;
     --workers) workers_list="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
@@ -133,7 +134,7 @@ done
 
 # ---- network cases -------------------------------------------------------------
 echo "=== echo servers"
-bench/echo_bench.sh --workers "$workers_list" --runs "$runs" $([[ $quick == 1 ]] && echo --quick) \
+bench/echo_bench.sh $([[ $quick == 1 ]] && echo --quick) --workers "$workers_list" --runs "$runs" \
   --csv "$out/echo.csv"
 # server,workers,conns,run,req_per_s,p50_us,p99_us
 tail -n +2 "$out/echo.csv" | while IFS=, read -r srv w conns _ rps _ p99; do
@@ -141,7 +142,7 @@ tail -n +2 "$out/echo.csv" | while IFS=, read -r srv w conns _ rps _ p99; do
   add "$srv" "echo $conns conns p99" "$w" "$p99" "us" lower
 done
 echo "=== chat servers"
-bench/chat_bench.sh --workers "$workers_list" --runs "$runs" $([[ $quick == 1 ]] && echo --quick) \
+bench/chat_bench.sh $([[ $quick == 1 ]] && echo --quick) --workers "$workers_list" --runs "$runs" \
   --csv "$out/chat.csv"
 # server,workers,run,users,lines,lines_per_s,p50_us,p99_us
 tail -n +2 "$out/chat.csv" | while IFS=, read -r srv w _ _ _ lps _ p99; do
