@@ -7,7 +7,7 @@
 #
 # Installs what is missing (scripts/setup.sh bench), builds green and the
 # peers, runs every case at workers = 1..nproc (or --workers) `runs` times
-# (5; --quick: one run, smaller counts, shorter network runs, no 1M-thread
+# (3: about 9.5 minutes on 2 cores; --quick: one run, smaller counts, shorter network runs, no 1M-thread
 # memory case: a smoke test of a few minutes), and writes to DIR (default
 # bench/results):
 #   results.csv   impl,case,workers,median,min,max,unit,better (one row each)
@@ -20,7 +20,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-runs=5
+runs=3
 quick=0
 workers_list=""
 out="$root/bench/results"
