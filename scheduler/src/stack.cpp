@@ -22,8 +22,6 @@ namespace green::detail {
 namespace {
 
 constexpr std::size_t kSlabStacks = 64;
-// The top bytes of a slab slot hold the canary of the slot above (stack.hpp).
-constexpr std::size_t kCanaryRoom = kCanaryWords * kCanaryStride * sizeof(std::uint64_t);
 constexpr std::size_t kSharedPoolMax = 4096;
 constexpr long kMapsReserve = 32768;  // left for malloc, libraries, threads
 
@@ -153,7 +151,6 @@ Stack* StackPool::carve_from_slab() {
       auto* s = new Stack;
       s->base = slots + i * default_size_;
       s->size = default_size_ - kCanaryRoom;
-      s->canary = reinterpret_cast<std::uint64_t*>(s->base) - kCanaryWords * kCanaryStride;
       s->pooled_size = true;
 #if GREEN_TSAN
       s->tsan_fiber = __tsan_create_fiber(0);
@@ -179,8 +176,8 @@ void StackPool::unmap(Stack* s) noexcept {
 }
 
 void prepare_stack_for_reuse(Stack* s) noexcept {
-  if (s->canary)
-    for (std::size_t i = 0; i < kCanaryWords; ++i) s->canary[i * kCanaryStride] = kStackCanary;
+  if (std::uint64_t* canary = canary_of(*s))
+    for (std::size_t i = 0; i < kCanaryWords; ++i) canary[i * kCanaryStride] = kStackCanary;
 #if GREEN_ASAN
   // Frames of the previous green thread that never returned (its entry
   // function, the final switch) leave poisoned redzones behind.

@@ -17,10 +17,10 @@
 //     smashed canary, or a switch found below the base, prints the same
 //     message and aborts. Overflow is still detected, only later and without
 //     a guarantee that nothing else was overwritten. The canary sits in the
-//     top bytes of the slot below (kept
-//     out of that slot's own stack), a page its own green thread touches
-//     anyway: at its lowest address it would commit a page of its own, and a
-//     parked green thread would cost two pages instead of one.
+//     top bytes of the slot below (kept out of that slot's own stack), a page
+//     its own green thread touches anyway: at its lowest address it would
+//     commit a page of its own, and a parked green thread would cost two
+//     pages instead of one.
 //     GREEN_STACK_GUARD_BUDGET=N in the environment sets the budget by hand
 //     (0: slab stacks only).
 //   * Stacks are reused hottest-first: a per-worker cache (owner only, no
@@ -49,7 +49,6 @@ struct Stack {
   std::size_t size = 0;        // usable bytes; base + size is the top
   char* guard = nullptr;       // the guard page, or null for a slab stack
   std::size_t mapped = 0;      // bytes to munmap (guard included); 0 for slab
-  std::uint64_t* canary = nullptr;  // a slab stack's canary words (below base)
   void* tsan_fiber = nullptr;  // ThreadSanitizer's fiber for this stack
   bool pooled_size = false;    // default size: may go back to a pool
   char* top() const noexcept { return base + size; }
@@ -61,6 +60,12 @@ inline constexpr std::uint64_t kStackCanary = 0x6772'6565'6e21'c0deULL;
 // dozen bytes unwritten (ASan's redzones, padding), not all of them.
 inline constexpr std::size_t kCanaryWords = 4;
 inline constexpr std::size_t kCanaryStride = 8;
+// The top bytes of a slab slot that hold the canary of the slot above.
+inline constexpr std::size_t kCanaryRoom = kCanaryWords * kCanaryStride * sizeof(std::uint64_t);
+// A slab stack's canary words (none for a guarded stack).
+inline std::uint64_t* canary_of(const Stack& s) noexcept {
+  return s.guard ? nullptr : reinterpret_cast<std::uint64_t*>(s.base - kCanaryRoom);
+}
 inline bool canary_intact(const std::uint64_t* canary) noexcept {
   for (std::size_t i = 0; i < kCanaryWords; ++i)
     if (canary[i * kCanaryStride] != kStackCanary) return false;

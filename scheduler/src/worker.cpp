@@ -137,9 +137,9 @@ void Worker::fiber_entry(ctx::transfer_t t) {
   // the way down and back. Both checks, because either can miss alone: the
   // frames of the overflow may have skipped the canary's bytes (ASan's
   // redzones are never written), and the switch may come after the return.
-  if (from && from->stack->canary &&
+  if (from && !from->stack->guard &&
       (static_cast<const char*>(__builtin_frame_address(0)) < from->stack->base ||
-       !canary_intact(from->stack->canary)))
+       !canary_intact(canary_of(*from->stack))))
     report_stack_overflow(from);
 
   EhGlobals* eh = eh_;  // this thread's; the pointer never changes
