@@ -48,6 +48,15 @@ void on_ready(std::uint64_t token, std::uint32_t events) noexcept {
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) wake_or_remember(st.writer, st.writable);
 }
 
+// Under st.lock: whether a wait for `reading` may return at once, taking
+// the remembered edge if that is why. A hang-up is never taken: it lasts.
+bool take_readiness(FdState& st, bool reading) noexcept {
+  bool& ready = reading ? st.readable : st.writable;
+  if (!ready && !(reading && st.read_closed)) return false;
+  ready = false;
+  return true;
+}
+
 // Waiter::tag says why a waiter was woken other than by readiness.
 constexpr std::uintptr_t kWokenClosed = 1;
 constexpr std::uintptr_t kWokenBusy = 2;
@@ -103,11 +112,7 @@ bool wait_fd(int fd, Direction dir, detail::Deadline deadline, const char* op) {
   bool plain_thread = false;
   {
     std::lock_guard g(st.lock);
-    bool& ready = reading ? st.readable : st.writable;
-    if (ready || (reading && st.read_closed)) {
-      ready = false;  // consume the edge; the caller retries its call
-      return true;
-    }
+    if (take_readiness(st, reading)) return true;  // the caller retries its call
     if (!st.registered) {
       detail::Hub* hub = detail::current_hub();
       if (hub) {
@@ -128,12 +133,10 @@ bool wait_fd(int fd, Direction dir, detail::Deadline deadline, const char* op) {
   auto publish = [&](detail::Waiter& me) {
     std::lock_guard g(st.lock);
     detail::Waiter*& slot = reading ? st.reader : st.writer;
-    bool& ready = reading ? st.readable : st.writable;
     if (st.generation != generation) {  // closed since we looked
       me.tag = kWokenClosed;
       detail::wake(me);
-    } else if (ready || (reading && st.read_closed)) {
-      ready = false;
+    } else if (take_readiness(st, reading)) {
       detail::wake(me);
     } else if (slot) {
       me.tag = kWokenBusy;  // another waiter got in meanwhile
