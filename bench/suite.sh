@@ -106,8 +106,8 @@ for w in $workers_list; do
   echo "=== workers $w: green_bench"
   "$build/bench/green_bench" --workers "$w" --runs "$runs" $([[ $quick == 1 ]] && echo --quick) \
     --csv "$out/green_$w.csv" | tail -n +2
-  # green_bench gives median/min/max per case; keep them as three samples'
-  # summary by writing them straight to the summary below.
+  # green_bench summarises its own runs (median, min, max) in green_W.csv,
+  # which the summary below takes as it is; the peers print one run a call.
   for peer in go tokio fiber; do
     var="have_$peer"
     [[ "${!var}" == 1 ]] || continue

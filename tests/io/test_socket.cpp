@@ -632,12 +632,11 @@ TEST(SocketClose, OneReaderAndOneWriterMayShareASocket) {
   });
 }
 
-TEST(SocketShortRead, HangUpThatCameWithTheLastBytesEndsTheNextRecv) {
-  // A short read makes the next recv wait for readiness first. When the
-  // peer's last bytes and its FIN raise one edge together, no edge follows:
-  // the next recv must still see the end of the stream, not wait for ever.
-  // One worker, so the bytes and the FIN are both queued before the hub is
-  // polled and they reach the reader as a single event.
+TEST(SocketHangUp, HangUpThatCameWithTheLastBytesEndsTheNextRecv) {
+  // When the peer's last bytes and its FIN raise one edge together, no edge
+  // follows: a recv after them must see the end of the stream, not wait for
+  // ever. One worker, so the bytes and the FIN are both queued before the
+  // hub is polled and they reach the reader as a single event.
   green::Runtime rt({.workers = 1});
   rt.run([] {
     auto [c, s] = tcp_pair();
@@ -656,9 +655,9 @@ TEST(SocketShortRead, HangUpThatCameWithTheLastBytesEndsTheNextRecv) {
   });
 }
 
-TEST(SocketShortRead, ManySmallRequestsAndRepliesLoseNothing) {
-  // Request/response over one connection: every read is short, so every
-  // next read waits for readiness first; nothing may be lost or stall.
+TEST(SocketHangUp, ManySmallRequestsAndRepliesLoseNothing) {
+  // Request/response over one connection, every read short, ended by a
+  // hang-up: nothing may be lost or stall, and the server's loop ends.
   green::Runtime rt({.workers = 2});
   rt.run([] {
     auto [c, s] = tcp_pair();
