@@ -224,6 +224,12 @@ unsigned current_worker_count() noexcept {
   return w ? w->runtime()->worker_count() : 0;
 }
 
+bool spinning_may_pay() noexcept {
+  Worker* w = current_worker();
+  if (!w || !w->current()) return true;
+  return w->runtime()->worker_count() > 1 && !w->has_local_work();
+}
+
 bool sleep_until(Deadline deadline, const char* what) {
   Waiter w;
   auto nothing = [](Waiter&) {};

@@ -168,6 +168,13 @@ class Worker {
     return true;
   }
 
+  // Anything runnable queued on this worker (owner thread only; the inbox
+  // and deque counts are approximate, which is all a spin decision needs).
+  bool has_local_work() const noexcept {
+    return next_ || !burst_.empty() || deque_.size_approx() > 0 || !yielded_.empty() ||
+           inbox_size_.load(std::memory_order_relaxed) > 0;
+  }
+
   // Set by the idle machinery when it wakes this worker to search for work.
   std::atomic<bool> woken_to_spin{false};
 

@@ -33,7 +33,8 @@ namespace {
 
 constexpr auto kStarvation = std::chrono::milliseconds(1);
 // Spinning before parking: a few short rounds, only when another worker may
-// be running the holder. A park and wake costs a microsecond or more; the
+// be running the holder and this worker has nothing else queued (see
+// spinning_may_pay()). A park and wake costs a microsecond or more; the
 // holder of a hot lock usually releases it within a few dozen nanoseconds.
 constexpr int kSpinRounds = 4;
 constexpr int kPausesPerRound = 30;
@@ -64,7 +65,7 @@ bool Lock::try_lock_for(Clock::duration timeout) {
 bool Lock::lock_slow(detail::Deadline deadline) {
   bool woken = false;  // we carry kWoken: unlock() woke us to compete
   std::uintptr_t first_queued = 0;
-  int spins = detail::current_worker_count() > 1 || !in_green_thread() ? kSpinRounds : 0;
+  int spins = detail::spinning_may_pay() ? kSpinRounds : 0;
   for (;;) {
     std::uint32_t s = state_.load(std::memory_order_relaxed);
     while (!(s & kLocked)) {
@@ -135,6 +136,17 @@ void Lock::pass_on_wake() noexcept {
 void Lock::unlock_slow() {
   std::uint32_t s = state_.load(std::memory_order_relaxed);
   if (!(s & kLocked)) throw Error("green::Lock::unlock: the lock is not locked");
+  // A woken waiter is already on its way (or nobody waits): release without
+  // wait_lock_ or a look at the clock. The woken one competes; if it loses,
+  // it queues again and that holder's unlock() wakes the next, so nobody is
+  // left behind. A starving front waiter is served by the next unlock() that
+  // has to wake somebody.
+  while (!(s & kWaiters) || (s & kWoken)) {
+    // release: publishes the critical section to the next holder.
+    if (state_.compare_exchange_weak(s, s & ~kLocked, std::memory_order_release,
+                                     std::memory_order_relaxed))
+      return;
+  }
   std::lock_guard g(wait_lock_);
 
   // A starving front waiter gets the lock itself: kLocked stays set.

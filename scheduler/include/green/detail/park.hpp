@@ -54,9 +54,16 @@ WakeReason park(Waiter& w, Deadline deadline, PublishFn publish, const char* wha
 // Timeout scope, if any. Every blocking call is such a point.
 void throw_if_interrupted();
 
-// Workers of the caller's runtime (0 on a plain thread). A lock spins
-// before parking only when another worker could be releasing it.
+// Workers of the caller's runtime (0 on a plain thread).
 unsigned current_worker_count() noexcept;
+
+// Whether a short spin before parking may pay off: the caller is a plain
+// thread, or a green thread whose runtime has other workers (one of them
+// may be running the holder) and whose own worker has nothing else to run.
+// With local work queued the holder may well be in that queue, waiting for
+// this worker, so spinning would only delay it (Go's sync.Mutex spins on
+// the same condition).
+bool spinning_may_pay() noexcept;
 
 // Park with nothing to wait for but the deadline and interrupts.
 // Returns true when the deadline passed.
