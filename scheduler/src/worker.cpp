@@ -379,27 +379,11 @@ void Worker::announce_work() noexcept {
 }
 
 void Worker::post(Fiber* f) noexcept {
-  {
-    std::lock_guard g(inbox_lock_);
-    inbox_.push_back(f);
-  }
-  // seq_cst, paired with park_in_hub(): either we see it parked and wake
-  // it, or it sees the inbox non-empty before it sleeps.
-  inbox_size_.fetch_add(1, std::memory_order_seq_cst);
+  // seq_cst push, then a seq_cst load, paired with park_in_hub(): either we
+  // see it parked and wake it, or it sees the inbox non-empty before it
+  // sleeps.
+  inbox_.push(f);
   if (parked_.load(std::memory_order_seq_cst)) hub_.wake();
-}
-
-Fiber* Worker::pop_inbox() noexcept {
-  if (inbox_size_.load(std::memory_order_acquire) == 0) return nullptr;
-  Fiber* f = nullptr;
-  {
-    std::lock_guard g(inbox_lock_);
-    if (inbox_.empty()) return nullptr;  // defensive: the count follows the push
-    f = inbox_.front();
-    inbox_.pop_front();
-  }
-  inbox_size_.fetch_sub(1, std::memory_order_relaxed);
-  return f;
 }
 
 bool Worker::fire_timers() {
@@ -418,7 +402,7 @@ Fiber* Worker::pick_fair() {
     deferred_.erase(deferred_.begin());
   }
   if (!f && !yielded_.empty()) f = yielded_.pop();
-  if (!f) f = pop_inbox();
+  if (!f) f = inbox_.pop();
   if (!f) f = take_injected();
   // Starvation guard for local work. Depth-first order alone lets a green
   // thread that keeps spawning and joining children (a chain) starve its
@@ -473,7 +457,7 @@ Fiber* Worker::pick_local() {
       // Cheap emptiness checks first: pop_back() on an empty deque still
       // pays a fence, and the shared queues are rarely non-empty.
       if (!f && deque_.size_approx() > 0) f = deque_.pop_back();
-      if (!f && inbox_size_.load(std::memory_order_acquire) > 0) f = pop_inbox();
+      if (!f) f = inbox_.pop();
       if (!f && !rt_->injected().empty()) f = take_injected();
       if (!f && !yielded_.empty()) f = yielded_.pop();
       if (!f && !deferred_.empty()) {
@@ -598,7 +582,7 @@ void Worker::park_in_hub() {
   parked_.store(true, std::memory_order_seq_cst);
   full_fence();
   const bool work = rt_->any_work_visible() ||
-                    inbox_size_.load(std::memory_order_relaxed) > 0 || rt_->workers_stopping();
+                    !inbox_.empty() || rt_->workers_stopping();
   if (!work) {
     const Deadline next = timers_.next_deadline();
     int timeout_ms = -1;

@@ -50,7 +50,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <new>
 #include <thread>
 #include <vector>
@@ -58,8 +57,8 @@
 #include <boost/context/detail/fcontext.hpp>
 
 #include "green/detail/fiber.hpp"
-#include "green/detail/spin_lock.hpp"
 #include "hub.hpp"
+#include "inbox.hpp"
 #include "run_queue.hpp"
 #include "timers.hpp"
 
@@ -140,7 +139,7 @@ class Worker {
   // A pinned green thread woken elsewhere, or a spawn aimed at this worker.
   void post(Fiber* f) noexcept;
   std::uint32_t queued_approx() const noexcept {
-    return deque_.size_approx() + inbox_size_.load(std::memory_order_relaxed);
+    return deque_.size_approx() + (inbox_.has_posted() ? 1 : 0);
   }
 
   Hub& hub() noexcept { return hub_; }
@@ -168,11 +167,11 @@ class Worker {
     return true;
   }
 
-  // Anything runnable queued on this worker (owner thread only; the inbox
-  // and deque counts are approximate, which is all a spin decision needs).
+  // Anything runnable queued on this worker (owner thread only; the deque's
+  // count is approximate, which is all a spin decision needs).
   bool has_local_work() const noexcept {
     return next_ || !burst_.empty() || deque_.size_approx() > 0 || !yielded_.empty() ||
-           inbox_size_.load(std::memory_order_relaxed) > 0;
+           !inbox_.empty();
   }
 
   // Set by the idle machinery when it wakes this worker to search for work.
@@ -184,7 +183,6 @@ class Worker {
   Fiber* pick_fair();       // inbox, injection queue, timers
   Fiber* find_runnable();   // scheduler context: may steal, spin, park
   Fiber* steal_work();
-  Fiber* pop_inbox() noexcept;
   Fiber* take_injected() noexcept;
   bool fire_timers();
   void flush_burst(std::size_t from) noexcept;
@@ -229,9 +227,7 @@ class Worker {
   LocalFifo yielded_;  // private FIFO of yielders while nobody is idle
   std::vector<Fiber*> deferred_;  // joiners woken early, innermost last
   WorkDeque deque_;
-  SpinLock inbox_lock_;
-  std::deque<Fiber*> inbox_;
-  std::atomic<std::uint32_t> inbox_size_{0};
+  Inbox inbox_;
   std::atomic<bool> parked_{false};
   TimerHeap timers_;
   Hub hub_;

@@ -44,6 +44,28 @@ TEST(Runtime, DefaultWorkerCountIsTheCoreCount) {
   EXPECT_EQ(rt.workers(), std::max(1u, std::thread::hardware_concurrency()));
 }
 
+// Spawns aimed at another worker go through its inbox; they start in the
+// order they were made (the inbox is FIFO although producers push onto a
+// stack).
+TEST(Runtime, SpawnsPlacedOnAWorkerFromAPlainThreadStartInOrder) {
+  green::Runtime rt({.workers = 2});
+  std::atomic<bool> release{false};
+  // Keeps worker 1 busy so that every spawn below queues in its inbox.
+  auto blocker = rt.spawn({.worker = 1, .pinned = true}, [&] {
+    while (!release.load()) std::this_thread::yield();
+  });
+  constexpr int kCount = 500;
+  std::vector<int> started;  // written on worker 1 only
+  std::vector<green::Greenlet<void>> gs;
+  for (int i = 0; i < kCount; ++i)
+    gs.push_back(rt.spawn({.worker = 1, .pinned = true}, [&started, i] { started.push_back(i); }));
+  release.store(true);
+  ASSERT_TRUE(blocker.join(30s));
+  for (auto& g : gs) ASSERT_TRUE(g.join(30s));
+  ASSERT_EQ(started.size(), std::size_t{kCount});
+  for (int i = 0; i < kCount; ++i) ASSERT_EQ(started[i], i) << "out of order at " << i;
+}
+
 TEST(Runtime, IdleWorkersStealFromABusyOne) {
   green::Runtime rt({.workers = 2});
   constexpr int kCount = 10'000;

@@ -90,6 +90,7 @@ class Fiber {
   Worker* pinned = nullptr;         // never leaves this worker when set
   Worker* start_on = nullptr;       // preferred worker for the first run
   Deadline start_at{};              // spawn_later: not before this instant
+  Fiber* inbox_next = nullptr;      // link while posted to a worker's Inbox
   Fiber* registry_prev = nullptr;   // the runtime's list of live green threads
   Fiber* registry_next = nullptr;
   unsigned registry_shard = 0;
