@@ -241,8 +241,17 @@ bool sleep_until(Deadline deadline, const char* what) {
 // ---------------------------------------------------------------------------
 // Fiber
 
+namespace {
+// green::local values, newest first: a later one may refer to an earlier one.
+void destroy_locals(Fiber& f) noexcept {
+  if (f.locals.empty()) return;
+  for (auto it = f.locals.rbegin(); it != f.locals.rend(); ++it) it->destroy(it->value);
+  f.locals.clear();
+}
+}  // namespace
+
 Fiber::~Fiber() {
-  for (auto it = locals.rbegin(); it != locals.rend(); ++it) it->destroy(it->value);
+  destroy_locals(*this);
   if (error && !observed.load(std::memory_order_relaxed)) {
     std::fprintf(stderr, "green: green thread %llu (%s) ended with an exception nobody observed: %s\n",
                  static_cast<unsigned long long>(id), name.empty() ? "unnamed" : name.c_str(),
@@ -317,10 +326,7 @@ void Fiber::link(std::function<void(Fiber&)> fn) {
 namespace {
 
 void complete(Fiber* f, std::exception_ptr error, bool exited) noexcept {
-  if (!f->locals.empty()) {
-    for (auto it = f->locals.rbegin(); it != f->locals.rend(); ++it) it->destroy(it->value);
-    f->locals.clear();
-  }
+  destroy_locals(*f);
   if (error) f->error = std::move(error);
   f->exited = exited;
   std::vector<std::function<void(Fiber&)>> links;
@@ -475,6 +481,10 @@ void* find_local(const void* key) {
   for (const LocalSlot& s : f->locals)
     if (s.key == key) return s.value;
   return nullptr;
+}
+
+void clear_locals() noexcept {
+  if (Fiber* f = current_fiber()) destroy_locals(*f);
 }
 
 void* add_local(const void* key, void* value, void (*destroy)(void*)) {

@@ -1036,6 +1036,98 @@ TEST(PoolMap, FromAPlainThread) {
   EXPECT_EQ(group.map(f, iota_vec(5)), (std::vector<int>{0, 2, 4, 6, 8}));
 }
 
+// A Pool runs map's calls in a few members that each take input after
+// input; every call must still see fresh green::local values, as it would in
+// a green thread of its own, and the values must be destroyed.
+std::atomic<int> tracked_alive{0};
+struct Tracked {
+  int value = 0;
+  Tracked() { tracked_alive.fetch_add(1); }
+  ~Tracked() { tracked_alive.fetch_sub(1); }
+};
+
+TEST(PoolMap, EveryCallStartsWithFreshLocals) {
+  green::Runtime rt({.workers = 2});
+  rt.run([] {
+    static green::local<Tracked> mine;
+    green::Pool pool(2);
+    const auto seen = pool.map(
+        [](int x) {
+          const int before = mine->value;  // 0 unless a previous call leaked
+          mine->value = x + 1;
+          green::yield();
+          return before;
+        },
+        iota_vec(200));
+    EXPECT_EQ(seen, std::vector<int>(200, 0)) << "a call saw a local left by an earlier call";
+    EXPECT_EQ(tracked_alive.load(), 0) << "local values outlived their calls";
+  });
+}
+
+// Group::kill() during a Pool map kills its calls; map reports that instead
+// of returning results for only some of the inputs.
+TEST(PoolMap, KillingThePoolFailsTheMap) {
+  green::Runtime rt({.workers = 2});
+  rt.run([] {
+    green::Pool pool(3);
+    CallBook book;
+    green::Event never;
+    auto caller = green::spawn([&] {
+      return pool.map(
+          [&](int x) {
+            CallBook::Scope s(&book);
+            never.wait(10s);
+            return x;
+          },
+          iota_vec(10));
+    });
+    ASSERT_TRUE(wait_until([&] { return book.started.load() == 3; }));
+    EXPECT_TRUE(pool.kill(10s));
+    try {
+      caller.get();
+      ADD_FAILURE() << "map returned after its calls were killed";
+    } catch (const green::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("killed"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(book.started.load(), 3) << "a call started after the pool was killed";
+    EXPECT_EQ(pool.size(), 0u);
+  });
+}
+
+// The same when the kill finds map's members between calls, waiting for the
+// next input: no call was cut short, yet inputs were never taken.
+TEST(PoolMap, KillingThePoolBetweenCallsFailsTheMap) {
+  green::Runtime rt({.workers = 2});
+  rt.run([&rt] {
+    green::Pool pool(2);
+    green::Queue<int> in;
+    in.put(0);
+    in.put(1);
+    std::atomic<int> calls{0};
+    auto caller = green::spawn([&] {
+      return pool.map(
+          [&](int x) {
+            calls.fetch_add(1);
+            return x;
+          },
+          in);
+    });
+    // Both inputs done; one member waits on the queue for a third, the other
+    // for its turn to take one.
+    ASSERT_TRUE(green::testing::wait_parked(rt, "Queue.get", 1));
+    ASSERT_TRUE(green::testing::wait_parked(rt, "Lock", 1));
+    EXPECT_EQ(calls.load(), 2);
+    EXPECT_TRUE(pool.kill(10s));
+    try {
+      caller.get();
+      ADD_FAILURE() << "map returned after its members were killed";
+    } catch (const green::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("killed before input #2"), std::string::npos) << e.what();
+    }
+    in.close();
+  });
+}
+
 TEST(PoolMap, HundredThousandTrivialCalls) {
   green::Runtime rt({.workers = 2});
   rt.run([] {

@@ -20,6 +20,10 @@ namespace green {
 namespace detail {
 void* find_local(const void* key);                                   // null if absent
 void* add_local(const void* key, void* value, void (*destroy)(void*));  // takes ownership
+// Destroys the calling green thread's values (newest first), as its end
+// would; for code that runs unrelated calls one after another on one green
+// thread (Pool::map). Nothing on a plain thread.
+void clear_locals() noexcept;
 }  // namespace detail
 
 template <class T>

@@ -17,8 +17,11 @@
 // come, first served. A slot is free again as soon as its member ends,
 // before anyone joining that member wakes up.
 //
-// map(fn, inputs) calls fn on every input in its own green thread (within
-// the pool's bound) and returns the results in input order. If calls fail,
+// map(fn, inputs) calls fn on every input and returns the results in input
+// order. A Group runs each call in a member of its own, all at once. A Pool
+// of size n runs them in at most n members that each take the next input
+// while any is left (a fixed worker pool: no green thread per input); each
+// call still starts with fresh green::local values. If calls fail,
 // no new calls start, the calls still running are killed and joined, and map
 // rethrows the exception of the failing input that comes first in the input
 // order: nothing map started outlives it. The same cleanup happens when the
@@ -55,6 +58,8 @@
 #include "green/detail/group_core.hpp"
 #include "green/errors.hpp"
 #include "green/greenlet.hpp"
+#include "green/local.hpp"
+#include "green/lock.hpp"
 #include "green/runtime.hpp"
 
 namespace green {
@@ -256,9 +261,9 @@ auto Group::map(F fn, Range&& inputs) {
   using Slot = std::conditional_t<std::is_void_v<R>, bool, std::optional<R>>;
   detail::MemberWatch watch(*core_, false);
   // One slot per input, filled by its call. A deque never moves its
-  // elements when it grows, so a call may fill its slot while map appends
-  // more. Calls hand back nothing else: no handle is kept, so a long map
-  // holds only the control blocks of the calls running.
+  // elements when it grows, so a call may fill its slot while more are
+  // appended. Calls hand back nothing else: no handle is kept, so a long
+  // map holds only the control blocks of the green threads running.
   std::deque<Slot> slots;
   auto call = [&fn, &watch](Slot* slot, std::size_t index, In x) {
     try {
@@ -281,18 +286,80 @@ auto Group::map(F fn, Range&& inputs) {
     core_->kill_watched(&watch);
     watch.wait_all(false);
   };
-  // On a bounded pool, once map's calls fill it, map waits until half of
-  // them have finished and then spawns a batch: one wake per batch.
   const std::size_t cap = core_->capacity();
-  const bool batch = cap != detail::GroupCore::kUnbounded && cap > 1;
+  // Set once every input has been taken (or taking one threw).
+  std::atomic<bool> inputs_done{false};
   try {
-    std::size_t index = 0;
-    for (auto&& x : inputs) {
-      if (batch && watch.running() >= cap) watch.wait_running_at_most(cap / 2, true);
-      if (watch.failed()) break;
-      Slot* slot = &slots.emplace_back();
-      spawn_member(SpawnOptions{}, detail::kNoDeadline, true, &watch, call, slot, index++,
-                   static_cast<In>(x));
+    if (cap == detail::GroupCore::kUnbounded) {
+      // A Group: every call in its own member, all running at once.
+      std::size_t index = 0;
+      for (auto&& x : inputs) {
+        if (watch.failed()) break;
+        Slot* slot = &slots.emplace_back();
+        spawn_member(SpawnOptions{}, detail::kNoDeadline, true, &watch, call, slot, index++,
+                     static_cast<In>(x));
+      }
+      inputs_done.store(true, std::memory_order_relaxed);
+    } else {
+      // A Pool: `cap` runners, each taking the next input while any is
+      // left, as a fixed worker pool does. At most `cap` calls run at once,
+      // as with a member per call, for a fraction of the cost per call.
+      Lock taking;  // guards the input iterator, the counts and slots' growth
+      auto next = std::begin(inputs);
+      const auto end = std::end(inputs);
+      std::size_t next_index = 0;
+      // The iterator is advanced only when the next input is wanted, as a
+      // range-for loop does: advancing a streaming input (a Queue) waits for
+      // its next item, which must not hold back the call for this one.
+      bool advance_first = false;
+      auto runner = [&] {
+        for (;;) {
+          std::optional<In> x;
+          Slot* slot = nullptr;
+          std::size_t index = 0;
+          {
+            std::lock_guard g(taking);
+            if (inputs_done.load(std::memory_order_relaxed) || watch.failed()) return;
+            try {
+              if (advance_first) {
+                advance_first = false;
+                ++next;
+              }
+              if (next == end) {
+                inputs_done.store(true, std::memory_order_relaxed);
+                return;
+              }
+              x.emplace(static_cast<In>(*next));
+              advance_first = true;
+            } catch (const GreenletExit&) {
+              throw;
+            } catch (...) {
+              // The input range threw: map rethrows it as the failure of
+              // the input it was producing.
+              inputs_done.store(true, std::memory_order_relaxed);
+              watch.record_failure(next_index, std::current_exception());
+              return;
+            }
+            index = next_index++;
+            slot = &slots.emplace_back();
+          }
+          call(slot, index, std::move(*x));
+          // Each call starts with fresh green::local values, as in a
+          // green thread of its own.
+          detail::clear_locals();
+        }
+      };
+      std::size_t runners = std::max<std::size_t>(cap, 1);
+      // No more runners than inputs, where the count is known in advance (a
+      // multi-pass range; a Queue's size is only a snapshot).
+      if constexpr (std::ranges::forward_range<Range> && std::ranges::sized_range<Range>) {
+        runners = std::min<std::size_t>(runners, std::ranges::size(inputs));
+        if (runners == 0) inputs_done.store(true, std::memory_order_relaxed);
+      }
+      for (std::size_t i = 0; i < runners; ++i) {
+        if (inputs_done.load(std::memory_order_relaxed) || watch.failed()) break;
+        spawn_member(SpawnOptions{}, detail::kNoDeadline, true, &watch, runner);
+      }
     }
     watch.wait_all(true);
   } catch (...) {
@@ -305,9 +372,12 @@ auto Group::map(F fn, Range&& inputs) {
     std::rethrow_exception(watch.first_failure());
   }
   // Every call has ended; one killed from outside (Group::kill) left its
-  // slot empty. That is an error for map's caller, not a kill of it.
+  // slot empty, or inputs that no call took. That is an error for map's
+  // caller, not a kill of it.
   for (std::size_t i = 0; i < slots.size(); ++i)
     if (!slots[i]) throw Error("green::Group::map: the call for input #" + std::to_string(i) + " was killed");
+  if (!inputs_done.load(std::memory_order_relaxed))
+    throw Error("green::Group::map: killed before input #" + std::to_string(slots.size()) + " was taken");
   if constexpr (std::is_void_v<R>) {
     return;
   } else {
