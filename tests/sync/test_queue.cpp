@@ -1030,6 +1030,42 @@ unsigned machine_workers() { return std::max(2u, std::thread::hardware_concurren
 
 TEST(QueueStress, CrossWorkerBounded2Workers) { cross_worker_stress(2, 64); }
 TEST(QueueStress, CrossWorkerUnbounded2Workers) { cross_worker_stress(2, 0); }
+
+// Pinned green threads woken at once from plain threads and from another
+// worker (concurrent pushes onto worker 1's inbox): no wake is lost and every
+// producer's items arrive in order.
+TEST(QueueStress, PinnedConsumersWokenFromPlainThreadsAndAWorkerLoseNoWake) {
+  green::Runtime rt({.workers = 2});
+  constexpr int kConsumers = 16, kPlainProducers = 3, kPerProducer = 4000;
+  constexpr int kProducers = kPlainProducers + 1;
+  std::vector<green::Queue<int>> queues(kConsumers);
+  std::vector<green::Greenlet<bool>> consumers;
+  for (int c = 0; c < kConsumers; ++c) {
+    consumers.push_back(rt.spawn({.worker = 1, .pinned = true}, [&queues, c] {
+      std::vector<int> last(kProducers, -1);
+      for (int n = 0; n < kProducers * kPerProducer / kConsumers; ++n) {
+        const int item = queues[c].get();
+        const int producer = item / kPerProducer, seq = item % kPerProducer;
+        if (seq <= last[producer]) return false;
+        last[producer] = seq;
+      }
+      return true;
+    }));
+  }
+  auto produce = [&queues](int producer) {
+    for (int i = 0; i < kPerProducer; ++i) queues[i % kConsumers].put(producer * kPerProducer + i);
+  };
+  auto green_producer = rt.spawn({.worker = 0, .pinned = true}, [&] { produce(kPlainProducers); });
+  std::vector<std::thread> plain;
+  for (int p = 0; p < kPlainProducers; ++p) plain.emplace_back(produce, p);
+  for (auto& t : plain) t.join();
+  ASSERT_TRUE(green_producer.join(30s));
+  for (auto& c : consumers) {
+    ASSERT_TRUE(c.join(30s)) << "a consumer missed a wake";
+    EXPECT_TRUE(c.get()) << "items out of order";
+  }
+}
+
 // At the machine's worker count; on a 2-core machine that is the case above.
 TEST(QueueStress, CrossWorkerBoundedAllWorkers) {
   if (machine_workers() == 2) GTEST_SKIP() << "2 cores: same as CrossWorkerBounded2Workers";
