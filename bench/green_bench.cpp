@@ -8,13 +8,20 @@
 //   spawn+join warm   later runs in the same runtime (hot stack pool); both
 //                     spawn batches of 1,000 and join them
 //   yield             two green threads alternating green::yield() on one worker
-//   hand-off 1 worker one-way park/unpark between two green threads on a worker
-//   hand-off 2 workers the same, the two green threads pinned to workers 0 and 1
+//   hand-off 1 worker one-way park/unpark between two green threads pinned on
+//                     one worker
+//   hand-off unpinned the same, both unpinned in a runtime of W workers (what
+//                     Go's and Tokio's "cross" cases can express: they cannot
+//                     pin, so the scheduler decides where each side runs)
+//   hand-off pinned 0/1 the same, pinned to workers 0 and 1: every hand-off
+//                     crosses cores (green only)
+//   core-to-core floor two OS threads passing a turn through one atomic
+//                     word: what any hand-off between two cores costs here
 //   skynet 1M         a 10-ary tree of spawns with 1,000,000 leaves, summed by
 //                     join; also reports the most green threads holding a stack
 //   idle CPU          CPU time the runtime uses per wall second with nothing to do
 //   queue ping-pong   one-way Queue<int> hand-off between two green threads
-//                     pinned on one worker, and on two workers
+//                     pinned on one worker, unpinned, and pinned to 0 and 1
 //   contended lock    1,000 green threads x 1,000 Lock acquisitions each
 //                     (around an increment); ns per acquisition
 //   semaphore fan-out 100,000 green threads spawned under a Semaphore(16):
@@ -162,11 +169,14 @@ int main(int argc, char** argv) {
     Row warm{"spawn+join warm", w, {}, "ns", "per green thread, later batches"};
     Row yield{"yield", w, {}, "ns", "two green threads on one worker"};
     Row same{"hand-off 1 worker", w, {}, "ns", "one-way park/unpark"};
-    Row cross{"hand-off 2 workers", w, {}, "ns", "one-way park/unpark"};
+    Row free{"hand-off unpinned", w, {}, "ns", "one-way park/unpark, both free to move"};
+    Row cross{"hand-off pinned 0/1", w, {}, "ns", "one-way park/unpark, always across cores"};
+    Row floor{"core-to-core floor", w, {}, "ns", "one-way, two OS threads on one atomic word"};
     Row sky{"skynet 1M", w, {}, "ms", ""};
     Row idle{"idle CPU", w, {}, "%", "of one core, runtime with nothing to do"};
     Row qsame{"queue ping-pong 1 w", w, {}, "ns", "one-way Queue hand-off, same worker"};
-    Row qcross{"queue ping-pong 2 w", w, {}, "ns", "one-way Queue hand-off, two workers"};
+    Row qfree{"queue unpinned", w, {}, "ns", "one-way Queue hand-off, both free to move"};
+    Row qcross{"queue pinned 0/1", w, {}, "ns", "one-way Queue hand-off, always across cores"};
     Row lock{"contended lock", w, {}, "ns",
              "per acquisition, 1,000 green threads x " + std::to_string(lock_per_thread)};
     Row fan{"semaphore fan-out", w, {}, "ns", "per green thread, Semaphore(16)"};
@@ -181,10 +191,15 @@ int main(int argc, char** argv) {
         for (int k = 0; k < 5; ++k) later.push_back(spawn_join(rt, spawn_n));
         warm.samples.push_back(median(later));
         yield.samples.push_back(yield_pair(rt, switch_n));
-        same.samples.push_back(hand_off(rt, switch_n / 2, 0, 0));
-        if (w >= 2) cross.samples.push_back(hand_off(rt, switch_n / 4, 0, 1));
-        qsame.samples.push_back(queue_ping_pong(rt, switch_n / 2, 0, 0));
-        if (w >= 2) qcross.samples.push_back(queue_ping_pong(rt, switch_n / 4, 0, 1));
+        same.samples.push_back(hand_off(rt, switch_n / 2, Placement::on(0, 0)));
+        qsame.samples.push_back(queue_ping_pong(rt, switch_n / 2, Placement::on(0, 0)));
+        if (w >= 2) {
+          free.samples.push_back(hand_off(rt, switch_n / 4, Placement::unpinned()));
+          cross.samples.push_back(hand_off(rt, switch_n / 4, Placement::on(0, 1)));
+          qfree.samples.push_back(queue_ping_pong(rt, switch_n / 4, Placement::unpinned()));
+          qcross.samples.push_back(queue_ping_pong(rt, switch_n / 4, Placement::on(0, 1)));
+          floor.samples.push_back(core_to_core_ns(switch_n / 4));
+        }
         lock.samples.push_back(contended_lock(rt, 1000, lock_per_thread));
         fan.samples.push_back(semaphore_fan_out(rt, fan_n, 16));
         // Pool.map against spawn+join measured right before it, same runtime.
@@ -206,11 +221,18 @@ int main(int argc, char** argv) {
     emit(warm);
     emit(yield);
     emit(same);
-    if (!cross.samples.empty()) emit(cross);
+    if (w >= 2) {
+      emit(free);
+      emit(cross);
+      emit(floor);
+    }
     emit(sky);
     emit(idle);
     emit(qsame);
-    if (!qcross.samples.empty()) emit(qcross);
+    if (w >= 2) {
+      emit(qfree);
+      emit(qcross);
+    }
     emit(lock);
     emit(fan);
     emit(map);

@@ -49,24 +49,41 @@ double yield_pair(green::Runtime& rt, int n) {
   });
 }
 
-double hand_off(green::Runtime& rt, int n, int worker_a, int worker_b) {
+double hand_off(green::Runtime& rt, int n, Placement where) {
   Baton to_a, to_b;
+  return ping_pong(
+      rt, where,
+      [&] {
+        for (int i = 0; i < n; ++i) {
+          to_b.post();
+          to_a.wait();
+        }
+      },
+      [&] {
+        for (int i = 0; i < n; ++i) {
+          to_b.wait();
+          to_a.post();
+        }
+      },
+      2.0 * n);  // one-way hand-offs
+}
+
+double core_to_core_ns(int n) {
+  // Odd values are the second thread's turn, even values the first's.
+  alignas(64) std::atomic<int> turn{0};
   const auto t0 = Clock::now();
-  auto a = rt.spawn({.worker = worker_a, .pinned = true}, [&] {
+  std::thread second([&] {
     for (int i = 0; i < n; ++i) {
-      to_b.post();
-      to_a.wait();
+      while (turn.load(std::memory_order_acquire) != 2 * i + 1) __builtin_ia32_pause();
+      turn.store(2 * i + 2, std::memory_order_release);
     }
   });
-  auto b = rt.spawn({.worker = worker_b, .pinned = true}, [&] {
-    for (int i = 0; i < n; ++i) {
-      to_b.wait();
-      to_a.post();
-    }
-  });
-  a.get();
-  b.get();
-  return ns_since(t0, 2.0 * n);  // one-way hand-offs
+  for (int i = 0; i < n; ++i) {
+    turn.store(2 * i + 1, std::memory_order_release);
+    while (turn.load(std::memory_order_acquire) != 2 * i + 2) __builtin_ia32_pause();
+  }
+  second.join();
+  return ns_since(t0, 2.0 * n);
 }
 
 namespace {

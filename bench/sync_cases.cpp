@@ -19,21 +19,20 @@ namespace {
 }
 }  // namespace
 
-double queue_ping_pong(green::Runtime& rt, int n, int worker_a, int worker_b) {
+double queue_ping_pong(green::Runtime& rt, int n, Placement where) {
   green::Queue<int> to_b, to_a;
-  const auto t0 = Clock::now();
-  auto a = rt.spawn({.worker = worker_a, .pinned = true}, [&] {
-    for (int i = 0; i < n; ++i) {
-      to_b.put(i);
-      if (to_a.get() != i) fail("queue ping-pong: wrong item");
-    }
-  });
-  auto b = rt.spawn({.worker = worker_b, .pinned = true}, [&] {
-    for (int i = 0; i < n; ++i) to_a.put(to_b.get());
-  });
-  a.get();
-  b.get();
-  return ns_since(t0, 2.0 * n);  // one-way hand-offs
+  return ping_pong(
+      rt, where,
+      [&] {
+        for (int i = 0; i < n; ++i) {
+          to_b.put(i);
+          if (to_a.get() != i) fail("queue ping-pong: wrong item");
+        }
+      },
+      [&] {
+        for (int i = 0; i < n; ++i) to_a.put(to_b.get());
+      },
+      2.0 * n);  // one-way hand-offs
 }
 
 double contended_lock(green::Runtime& rt, int threads, int per_thread) {
