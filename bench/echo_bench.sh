@@ -35,7 +35,7 @@ while [[ $# -gt 0 ]]; do
     --workers) workers_list="$2"; shift 2 ;;
     --load-workers) load_workers="$2"; shift 2 ;;
     --csv) csv="$2"; shift 2 ;;
-    --build) build="$2"; shift 2 ;;
+    --build) build="$(realpath -m "$2")"; shift 2 ;;  # absolute: GOCACHE needs it
     --help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "echo_bench: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac

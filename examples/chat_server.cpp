@@ -43,12 +43,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace {
 
@@ -183,10 +185,13 @@ void send_or_cut(User& user, green::Socket& sock, std::string_view data, std::ch
 // Sends everything queued in one write, until the queue is closed.
 void writer(User& user, green::Socket& sock, const Options& o) {
   std::string batch;
+  std::vector<Line> more;
   try {
     for (auto& line : user.outbox) {
       batch.assign(*line);
-      while (auto more = user.outbox.try_get()) batch += **more;
+      user.outbox.try_get_many(std::back_inserter(more));  // one lock for the lot
+      for (const Line& l : more) batch += *l;
+      more.clear();
       send_or_cut(user, sock, batch, o.grace);
     }
     if (user.too_slow.load()) {

@@ -348,6 +348,64 @@ TEST(Queue, TryPutTryGet) {
   });
 }
 
+// try_get_many: everything there now, in get() order, in one go.
+TEST(Queue, TryGetManyTakesWhatIsThereInGetOrder) {
+  green::Runtime rt({.workers = 2});
+  rt.run([&rt] {
+    green::Queue<int> q(3);
+    std::vector<int> got;
+    EXPECT_EQ(q.try_get_many(std::back_inserter(got)), 0u) << "empty";
+    for (int i = 1; i <= 3; ++i) q.put(i);
+    // Two putters wait on the full queue; their items move in as room is made.
+    auto p4 = green::spawn([&] { q.put(4); });
+    ASSERT_TRUE(wait_parked(rt, "Queue.put", 1));
+    auto p5 = green::spawn([&] { q.put(5); });
+    ASSERT_TRUE(wait_parked(rt, "Queue.put", 2));
+    EXPECT_EQ(q.try_get_many(std::back_inserter(got)), 5u);
+    EXPECT_EQ(got, (std::vector<int>{1, 2, 3, 4, 5}));
+    EXPECT_TRUE(p4.join(5s));
+    EXPECT_TRUE(p5.join(5s));
+    // At most `max`.
+    for (int i = 6; i <= 8; ++i) q.put(i);
+    got.clear();
+    EXPECT_EQ(q.try_get_many(std::back_inserter(got), 2), 2u);
+    EXPECT_EQ(got, (std::vector<int>{6, 7}));
+    EXPECT_EQ(q.size(), 1u);
+    // Closed: drains what is left, then 0 (no exception).
+    q.close();
+    got.clear();
+    EXPECT_EQ(q.try_get_many(std::back_inserter(got)), 1u);
+    EXPECT_EQ(got, (std::vector<int>{8}));
+    EXPECT_EQ(q.try_get_many(std::back_inserter(got)), 0u);
+
+    // The other orders.
+    green::LifoQueue<int> lifo;
+    green::PriorityQueue<int> by_priority;
+    for (int i : {2, 3, 1}) {
+      lifo.put(i);
+      by_priority.put(i);
+    }
+    got.clear();
+    lifo.try_get_many(std::back_inserter(got));
+    EXPECT_EQ(got, (std::vector<int>{1, 3, 2}));
+    got.clear();
+    by_priority.try_get_many(std::back_inserter(got));
+    EXPECT_EQ(got, (std::vector<int>{1, 2, 3}));
+
+    // A Channel holds nothing: it takes the items of putters waiting now.
+    green::Channel<int> ch;
+    auto c1 = green::spawn([&] { ch.put(10); });
+    ASSERT_TRUE(wait_parked(rt, "Queue.put", 1));
+    auto c2 = green::spawn([&] { ch.put(11); });
+    ASSERT_TRUE(wait_parked(rt, "Queue.put", 2));
+    got.clear();
+    EXPECT_EQ(ch.try_get_many(std::back_inserter(got)), 2u);
+    EXPECT_EQ(got, (std::vector<int>{10, 11}));
+    EXPECT_TRUE(c1.join(5s));
+    EXPECT_TRUE(c2.join(5s));
+  });
+}
+
 // ---------------------------------------------------------------------------
 // Case 30: JoinableQueue.
 

@@ -162,6 +162,24 @@ class BasicQueue {
     if (store_.items.empty() && !rendezvous_) return std::nullopt;
     return take_locked();
   }
+  // Moves the items there now, at most `max`, to `out` in the order get()
+  // would return them, and returns how many; never waits (0 when empty,
+  // closed or not). Waiting putters' items move in as room is made, exactly
+  // as one get() after another would take them, but under one acquisition
+  // of the queue's lock: for a consumer that handles what has piled up in
+  // one go (a writer sending every queued line in one write).
+  template <std::output_iterator<T> Out>
+  std::size_t try_get_many(Out out, std::size_t max = static_cast<std::size_t>(-1)) {
+    std::lock_guard g(lock_);
+    std::size_t n = 0;
+    for (; n < max; ++n) {
+      std::optional<T> v = take_locked();
+      if (!v) break;
+      *out = std::move(*v);
+      ++out;
+    }
+    return n;
+  }
 
   // ---- state ----------------------------------------------------------------
   // Items queued now (not counting items of putters still waiting).
