@@ -23,8 +23,10 @@
 // scope. When that timer fires for a scope, the scope is marked fired and
 // park() reports `interrupted`; throw_if_interrupted() then throws its
 // TimeoutError.
+#include <csignal>
 #include <cstdio>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -39,6 +41,7 @@
 #include "green/greenlet.hpp"
 #include "green/local.hpp"
 #include "runtime_core.hpp"
+#include "switch.hpp"
 #include "worker.hpp"
 
 namespace green::detail {
@@ -106,7 +109,39 @@ void after_park(void* arg, Fiber* from, Worker* w) {
   from->publishing.store(false, std::memory_order_release);
 }
 
+#if GREEN_TSAN
+// Under ThreadSanitizer a signal's handler runs at once only in a thread
+// blocked in a call TSan intercepts; otherwise it waits for that thread's
+// next intercepted call. A plain thread parked here sits in a raw futex and
+// makes none, so a process-directed SIGTERM the kernel gave it (it prefers
+// the main thread, typically the one in Runtime::run) would never be
+// handled. While parked, such a thread blocks asynchronous signals, so the
+// kernel hands them to a worker instead, which waits in epoll_wait (an
+// intercepted call) when idle. Only under TSan: elsewhere a handler runs
+// whatever the thread is doing, and signals sent to this very thread keep
+// arriving while it waits.
+class AsyncSignalsBlocked {
+ public:
+  AsyncSignalsBlocked() {
+    sigset_t async;
+    sigfillset(&async);
+    for (int sync : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS})
+      sigdelset(&async, sync);
+    pthread_sigmask(SIG_BLOCK, &async, &saved_);
+  }
+  ~AsyncSignalsBlocked() { pthread_sigmask(SIG_SETMASK, &saved_, nullptr); }
+  AsyncSignalsBlocked(const AsyncSignalsBlocked&) = delete;
+  AsyncSignalsBlocked& operator=(const AsyncSignalsBlocked&) = delete;
+
+ private:
+  sigset_t saved_;
+};
+#endif
+
 WakeReason park_thread(Waiter& w, Deadline deadline, PublishFn* publish) {
+#if GREEN_TSAN
+  const AsyncSignalsBlocked blocked;
+#endif
   ThreadParker& p = tls_parker;
   const std::uint64_t seq = ++p.park_seq;
   w.thread = &p;

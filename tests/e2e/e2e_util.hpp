@@ -123,30 +123,19 @@ class Child {
     if (pid_ > 0) ::kill(pid_, sig);
   }
 
-  // SIGTERM as a user sends it: to the process. Under ThreadSanitizer it is
-  // sent to one worker thread instead, at a moment when all of them are
-  // blocked in epoll_wait. TSan runs a signal's handler at once only in a
-  // thread blocked in a call it intercepts; otherwise it defers it to that
-  // thread's (or green thread's) next intercepted call. The kernel picks the
-  // main thread, which waits in Runtime::run on a raw futex and makes no
-  // such call again, so the server would never see the signal; a green
-  // thread that was running when it came may park and keep it as long.
-  // (A known issue of the runtime under TSan, not of the examples.)
+  // SIGTERM as a user sends it: to the process. Under ThreadSanitizer, only
+  // once every worker is idle: TSan runs a handler at once only in a thread
+  // blocked in a call it intercepts (an idle worker's epoll_wait) and
+  // otherwise defers it to that thread's next intercepted call, which for a
+  // green thread that was running when the signal came may be as late as
+  // its next wake. (The thread parked in Runtime::run blocks asynchronous
+  // signals under TSan, so the kernel picks a worker.)
   void terminate() const {
     if (pid_ <= 0) return;
 #ifdef GREEN_TEST_TSAN
     const auto give_up = Clock::now() + 10s;
-    for (;;) {
-      const auto [tid, all_idle] = idle_worker(SIGTERM);
-      if (tid > 0 && (all_idle || Clock::now() > give_up)) {
-        ::syscall(SYS_tgkill, pid_, tid, SIGTERM);
-        return;
-      }
-      if (Clock::now() > give_up) break;
-      // The server has work in hand: look again shortly (a wait for the
-      // workers to go idle, bounded by give_up).
-      ::poll(nullptr, 0, 1);
-    }
+    // The server has work in hand: look again shortly (bounded by give_up).
+    while (!workers_idle(SIGTERM) && Clock::now() < give_up) ::poll(nullptr, 0, 1);
 #endif
     ::kill(pid_, SIGTERM);
   }
@@ -219,15 +208,14 @@ class Child {
   }
 
 #ifdef GREEN_TEST_TSAN
-  // A thread of the child, not its main thread, that takes `sig` (TSan's
-  // own background thread blocks every signal) and is blocked in
-  // epoll_wait if one is; and whether every such thread is.
-  std::pair<pid_t, bool> idle_worker(int sig) const {
+  // Whether every thread of the child that takes `sig` (TSan's background
+  // thread blocks every signal; so does a thread parked in Runtime::run) is
+  // blocked in epoll_wait, and there is at least one.
+  bool workers_idle(int sig) const {
     const std::string dir = "/proc/" + std::to_string(pid_) + "/task";
     DIR* d = ::opendir(dir.c_str());
-    if (!d) return {0, false};
-    pid_t any = 0, idle = 0;
-    bool all_idle = true;
+    if (!d) return false;
+    bool any = false, all_idle = true;
     auto read_file = [](const std::string& path) {
       std::string text;
       if (std::FILE* f = std::fopen(path.c_str(), "r")) {
@@ -238,22 +226,17 @@ class Child {
       return text;
     };
     while (dirent* e = ::readdir(d)) {
-      const pid_t tid = static_cast<pid_t>(std::atoi(e->d_name));
-      if (tid <= 0 || tid == pid_) continue;
+      if (std::atoi(e->d_name) <= 0) continue;
       const std::string status = read_file(dir + "/" + e->d_name + "/status");
       const auto at = status.find("SigBlk:");
       if (at == std::string::npos) continue;
       const unsigned long long blocked = std::strtoull(status.c_str() + at + 7, nullptr, 16);
       if (blocked & (1ull << (sig - 1))) continue;
-      any = tid;
-      if (read_file(dir + "/" + e->d_name + "/wchan") == "do_epoll_wait") {
-        idle = tid;
-      } else {
-        all_idle = false;
-      }
+      any = true;
+      if (read_file(dir + "/" + e->d_name + "/wchan") != "do_epoll_wait") all_idle = false;
     }
     ::closedir(d);
-    return {idle ? idle : any, idle && all_idle};
+    return any && all_idle;
   }
 #endif
 
