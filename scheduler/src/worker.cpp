@@ -52,6 +52,7 @@ Worker::Worker(RuntimeCore* rt, unsigned index)
     : rt_(rt), index_(index), rng_(0x9e3779b9u * (index + 1)) {
   burst_.reserve(kBurstMax);
   stack_cache_.reserve(kStackCacheMax);
+  io_wakes_.reserve(kIoWakesMax);
 }
 
 Worker::~Worker() {
@@ -341,6 +342,16 @@ void Worker::schedule_local(Fiber* f) noexcept {
     f->pinned->post(f);
     return;
   }
+  if (dispatching_io_) {
+    // Queued in readiness order after the poll; past the reserved room
+    // (more wakes than one poll usually brings), queued now, never lost.
+    if (io_wakes_.size() < kIoWakesMax) {
+      io_wakes_.push_back(f);
+    } else if (!deque_.push_front(f)) {
+      push_overflow(f);
+    }
+    return;
+  }
   if (f->join_worker == this && f->wake_reason == WakeReason::notified &&
       static_cast<std::int32_t>(deque_.bottom_index() - f->join_mark) > 0) {
     deferred_.push_back(f);
@@ -422,8 +433,25 @@ Fiber* Worker::pick_fair() {
     }
   }
   fire_timers();
-  if (hub_.has_watchers()) hub_.poll(0);
+  if (hub_.has_watchers()) poll_hub(hub_, 0);
   return f;
+}
+
+int Worker::poll_hub(Hub& hub, int timeout_ms, bool owner) noexcept {
+  dispatching_io_ = true;
+  const int dispatched = hub.poll(timeout_ms, owner);
+  dispatching_io_ = false;
+  if (io_wakes_.empty()) return dispatched;
+  // Behind the work already queued here, in the order the events came: the
+  // deque's front is the end its owner reaches last (and thieves first).
+  // Through the `next` slot and the back, a batch of wakes would run newest
+  // first and each batch ahead of the last one's rest, so under load the
+  // first connection to become ready would be served last.
+  for (Fiber* f : io_wakes_)
+    if (!deque_.push_front(f)) push_overflow(f);
+  io_wakes_.clear();
+  announce_work();
+  return dispatched;
 }
 
 Fiber* Worker::pick_local() {
@@ -521,7 +549,7 @@ Fiber* Worker::find_runnable() {
     if (rt_->workers_stopping()) return nullptr;
     Fiber* f = pick_local();
     if (!f && fire_timers()) continue;
-    if (!f && hub_.has_watchers() && hub_.poll(0) > 0) continue;
+    if (!f && hub_.has_watchers() && poll_hub(hub_, 0) > 0) continue;
     if (!f && round % kStealEvery == 0) {
       f = steal_work();
       if (f && !prepare_to_run(f)) continue;
@@ -563,7 +591,7 @@ int Worker::poll_busy_hubs() noexcept {
   for (unsigned i = 0; i < n; ++i) {
     Worker& v = rt_->worker(i);
     if (&v != this && !v.parked_.load(std::memory_order_relaxed) && v.hub_.has_watchers())
-      dispatched += v.hub_.poll(0, /*owner=*/false);
+      dispatched += poll_hub(v.hub_, 0, /*owner=*/false);
   }
   return dispatched;
 }
@@ -598,7 +626,7 @@ void Worker::park_in_hub() {
     // worker idle nobody needs this and the sleep is unbounded.
     if (busy_peer_with_fds() && (timeout_ms < 0 || timeout_ms > kBusyHubPollMs))
       timeout_ms = kBusyHubPollMs;
-    hub_.poll(timeout_ms);
+    poll_hub(hub_, timeout_ms);
     poll_busy_hubs();
   }
   parked_.store(false, std::memory_order_relaxed);

@@ -23,6 +23,14 @@
 //   its hub without blocking, a steal of half of a random victim's deque, a
 //   short spin over all of that, and finally parking in its hub.
 //
+// I/O wakes. The green threads one poll of a hub wakes (on the fair tick,
+// when idle, or polling a busy peer's hub) skip the `next` slot: after the
+// poll they go to the front of the deque in the order the events came, so
+// they run after the work already queued here, first-ready first (Go's
+// netpoller also queues its goroutines behind the local run queue). Newest
+// first, the last connection to have data would be served first, and under
+// load the first one would wait for every later batch.
+//
 // Spawn order. Green threads spawned during one turn of their parent are held
 // in `burst` and pushed onto the deque in reverse when the parent switches out
 // (or the burst fills): the deque is LIFO, so siblings start in the order
@@ -201,6 +209,9 @@ class Worker {
   // without blocking; returns the fd events dispatched.
   int poll_busy_hubs() noexcept;
   bool busy_peer_with_fds() noexcept;
+  // Polls `hub` (ours, or a busy peer's with owner = false) and queues the
+  // green threads its events woke, in event order (see the definition).
+  int poll_hub(Hub& hub, int timeout_ms, bool owner = true) noexcept;
   static constexpr int kBusyHubPollMs = 1;
 
   RuntimeCore* rt_;
@@ -226,6 +237,9 @@ class Worker {
   std::vector<Fiber*> burst_;
   LocalFifo yielded_;  // private FIFO of yielders while nobody is idle
   std::vector<Fiber*> deferred_;  // joiners woken early, innermost last
+  bool dispatching_io_ = false;   // inside poll_hub(): wakes go to io_wakes_
+  std::vector<Fiber*> io_wakes_;  // reserved: never grows inside a poll
+  static constexpr std::size_t kIoWakesMax = 1024;
   WorkDeque deque_;
   Inbox inbox_;
   std::atomic<bool> parked_{false};

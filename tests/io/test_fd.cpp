@@ -16,8 +16,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "io_test_util.hpp"
 #include "test_util.hpp"
@@ -134,6 +136,35 @@ TEST(FdWait, WaiterIsWokenByData) {
     ASSERT_TRUE(wait_parked(rt, waiter, "wait_readable")) << rt.dump();
     p.put("data");
     EXPECT_EQ(waiter.get(5s), "data");
+  });
+}
+
+// Green threads whose fds become ready together run in the order the fds
+// became ready (the order epoll reports them in), not newest first: under
+// load, the first connection to have data is served first.
+TEST(FdWait, WaitersReadyTogetherRunInTheOrderTheirFdsBecameReady) {
+  green::Runtime rt({.workers = 1});
+  rt.run([&rt] {
+    constexpr int kWaiters = 32;  // fewer than one poll takes
+    std::vector<std::unique_ptr<Pipe>> pipes;
+    for (int i = 0; i < kWaiters; ++i) pipes.push_back(std::make_unique<Pipe>());
+    std::vector<int> order;  // one worker: appended to by one thread
+    std::vector<green::Greenlet<void>> waiters;
+    // Spawned (and parked) in the reverse of the order their data comes in.
+    for (int i = kWaiters - 1; i >= 0; --i) {
+      waiters.push_back(green::spawn([&pipes, &order, i] {
+        green::wait_readable(pipes[static_cast<std::size_t>(i)]->r);
+        order.push_back(i);
+      }));
+    }
+    for (const auto& w : waiters) ASSERT_TRUE(wait_parked(rt, w, "wait_readable")) << rt.dump();
+    // This green thread holds the only worker until it joins, so the
+    // worker's next poll finds all of them ready, in this order.
+    for (const auto& p : pipes) p->put("x");
+    for (auto& w : waiters) ASSERT_TRUE(w.join(5s));
+    std::vector<int> want(kWaiters);
+    for (int i = 0; i < kWaiters; ++i) want[static_cast<std::size_t>(i)] = i;
+    EXPECT_EQ(order, want);
   });
 }
 
