@@ -347,8 +347,8 @@ void Worker::schedule_local(Fiber* f) noexcept {
     // (more wakes than one poll usually brings), queued now, never lost.
     if (io_wakes_.size() < kIoWakesMax) {
       io_wakes_.push_back(f);
-    } else if (!deque_.push_front(f)) {
-      push_overflow(f);
+    } else {
+      queue_io_wake(f);
     }
     return;
   }
@@ -437,6 +437,14 @@ Fiber* Worker::pick_fair() {
   return f;
 }
 
+void Worker::queue_io_wake(Fiber* f) noexcept {
+  if (f->pinned) {
+    f->pinned->post(f);  // never into a deque, where a thief could take it
+  } else if (!deque_.push_front(f)) {
+    push_overflow(f);
+  }
+}
+
 int Worker::poll_hub(Hub& hub, int timeout_ms, bool owner) noexcept {
   dispatching_io_ = true;
   const int dispatched = hub.poll(timeout_ms, owner);
@@ -447,8 +455,7 @@ int Worker::poll_hub(Hub& hub, int timeout_ms, bool owner) noexcept {
   // Through the `next` slot and the back, a batch of wakes would run newest
   // first and each batch ahead of the last one's rest, so under load the
   // first connection to become ready would be served last.
-  for (Fiber* f : io_wakes_)
-    if (!deque_.push_front(f)) push_overflow(f);
+  for (Fiber* f : io_wakes_) queue_io_wake(f);
   io_wakes_.clear();
   announce_work();
   return dispatched;

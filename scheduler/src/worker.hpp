@@ -212,6 +212,8 @@ class Worker {
   // Polls `hub` (ours, or a busy peer's with owner = false) and queues the
   // green threads its events woke, in event order (see the definition).
   int poll_hub(Hub& hub, int timeout_ms, bool owner = true) noexcept;
+  // Queues an I/O wake behind the local work (a pinned one via its inbox).
+  void queue_io_wake(Fiber* f) noexcept;
   static constexpr int kBusyHubPollMs = 1;
 
   RuntimeCore* rt_;

@@ -168,6 +168,30 @@ TEST(FdWait, WaitersReadyTogetherRunInTheOrderTheirFdsBecameReady) {
   });
 }
 
+// A pinned green thread woken by its fd comes back on its own worker, every
+// time, even with another worker idle and looking for work to steal.
+TEST(FdWait, PinnedWaiterWokenByItsFdStaysOnItsWorker) {
+  green::Runtime rt({.workers = 2});
+  Pipe p;
+  std::atomic<int> woken{0}, elsewhere{0};
+  constexpr int kRounds = 300;
+  auto reader = rt.spawn({.worker = 1, .pinned = true}, [&] {
+    for (int i = 0; i < kRounds; ++i) {
+      green::wait_readable(p.r);
+      p.take();
+      if (green::this_worker() != 1) elsewhere.fetch_add(1);
+      woken.fetch_add(1);
+    }
+  });
+  for (int i = 0; i < kRounds; ++i) {
+    ASSERT_TRUE(wait_parked(rt, reader, "wait_readable")) << rt.dump();
+    p.put("x");
+    ASSERT_TRUE(wait_until([&] { return woken.load() == i + 1; })) << "round " << i;
+  }
+  EXPECT_TRUE(reader.join(5s));
+  EXPECT_EQ(elsewhere.load(), 0) << "a pinned green thread ran on another worker";
+}
+
 TEST(FdWait, WritableOnceAFullPipeDrains) {
   green::Runtime rt({.workers = 2});
   rt.run([&rt] {
