@@ -356,10 +356,19 @@ auto Group::map(F fn, Range&& inputs) {
         runners = std::min<std::size_t>(runners, std::ranges::size(inputs));
         if (runners == 0) inputs_done.store(true, std::memory_order_relaxed);
       }
-      for (std::size_t i = 0; i < runners; ++i) {
-        if (inputs_done.load(std::memory_order_relaxed) || watch.failed()) break;
-        spawn_member(SpawnOptions{}, detail::kNoDeadline, true, &watch, runner);
+      // The runners use this block's locals (the iterator, its lock): every
+      // one of them has ended before the block does, whatever happens.
+      try {
+        for (std::size_t i = 0; i < runners; ++i) {
+          if (inputs_done.load(std::memory_order_relaxed) || watch.failed()) break;
+          spawn_member(SpawnOptions{}, detail::kNoDeadline, true, &watch, runner);
+        }
+        watch.wait_all(true);
+      } catch (...) {
+        stop_all();
+        throw;
       }
+      if (watch.failed()) stop_all();
     }
     watch.wait_all(true);
   } catch (...) {
