@@ -289,6 +289,20 @@ auto Group::map(F fn, Range&& inputs) {
   const std::size_t cap = core_->capacity();
   // Set once every input has been taken (or taking one threw).
   std::atomic<bool> inputs_done{false};
+  // A Pool's runners take inputs through this; it lives as long as map, so
+  // it outlasts every runner whatever way map leaves.
+  struct Cursor {
+    Lock taking;  // guards the rest, and slots' growth
+    decltype(std::begin(inputs)) next;
+    const decltype(std::end(inputs)) end;
+    std::size_t next_index = 0;
+    // The iterator is advanced only when the next input is wanted, as a
+    // range-for loop does: advancing a streaming input (a Queue) waits for
+    // its next item, which must not hold back the call for this one.
+    bool advance_first = false;
+    Cursor(decltype(next) first, decltype(end) last) : next(first), end(last) {}
+  };
+  std::optional<Cursor> cursor;
   try {
     if (cap == detail::GroupCore::kUnbounded) {
       // A Group: every call in its own member, all running at once.
@@ -304,43 +318,37 @@ auto Group::map(F fn, Range&& inputs) {
       // A Pool: `cap` runners, each taking the next input while any is
       // left, as a fixed worker pool does. At most `cap` calls run at once,
       // as with a member per call, for a fraction of the cost per call.
-      Lock taking;  // guards the input iterator, the counts and slots' growth
-      auto next = std::begin(inputs);
-      const auto end = std::end(inputs);
-      std::size_t next_index = 0;
-      // The iterator is advanced only when the next input is wanted, as a
-      // range-for loop does: advancing a streaming input (a Queue) waits for
-      // its next item, which must not hold back the call for this one.
-      bool advance_first = false;
+      cursor.emplace(std::begin(inputs), std::end(inputs));
       auto runner = [&] {
+        Cursor& c = *cursor;
         for (;;) {
           std::optional<In> x;
           Slot* slot = nullptr;
           std::size_t index = 0;
           {
-            std::lock_guard g(taking);
+            std::lock_guard g(c.taking);
             if (inputs_done.load(std::memory_order_relaxed) || watch.failed()) return;
             try {
-              if (advance_first) {
-                advance_first = false;
-                ++next;
+              if (c.advance_first) {
+                c.advance_first = false;
+                ++c.next;
               }
-              if (next == end) {
+              if (c.next == c.end) {
                 inputs_done.store(true, std::memory_order_relaxed);
                 return;
               }
-              x.emplace(static_cast<In>(*next));
-              advance_first = true;
+              x.emplace(static_cast<In>(*c.next));
+              c.advance_first = true;
             } catch (const GreenletExit&) {
               throw;
             } catch (...) {
               // The input range threw: map rethrows it as the failure of
               // the input it was producing.
               inputs_done.store(true, std::memory_order_relaxed);
-              watch.record_failure(next_index, std::current_exception());
+              watch.record_failure(c.next_index, std::current_exception());
               return;
             }
-            index = next_index++;
+            index = c.next_index++;
             slot = &slots.emplace_back();
           }
           call(slot, index, std::move(*x));
@@ -356,19 +364,10 @@ auto Group::map(F fn, Range&& inputs) {
         runners = std::min<std::size_t>(runners, std::ranges::size(inputs));
         if (runners == 0) inputs_done.store(true, std::memory_order_relaxed);
       }
-      // The runners use this block's locals (the iterator, its lock): every
-      // one of them has ended before the block does, whatever happens.
-      try {
-        for (std::size_t i = 0; i < runners; ++i) {
-          if (inputs_done.load(std::memory_order_relaxed) || watch.failed()) break;
-          spawn_member(SpawnOptions{}, detail::kNoDeadline, true, &watch, runner);
-        }
-        watch.wait_all(true);
-      } catch (...) {
-        stop_all();
-        throw;
+      for (std::size_t i = 0; i < runners; ++i) {
+        if (inputs_done.load(std::memory_order_relaxed) || watch.failed()) break;
+        spawn_member(SpawnOptions{}, detail::kNoDeadline, true, &watch, runner);
       }
-      if (watch.failed()) stop_all();
     }
     watch.wait_all(true);
   } catch (...) {
