@@ -7,7 +7,7 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ libboost-context1.81-dev libboost1.81-dev libtbb-dev
-          libgtest-dev libbenchmark-dev)
+          libgtest-dev libbenchmark-dev libcli11-dev)
 if [[ "${1:-}" == "bench" ]]; then
   packages+=(gnuplot-nox golang-go libboost-fiber1.81-dev)
   # Tokio 1.24 peers (bench/peers/tokio/build.sh), built offline with Debian's
