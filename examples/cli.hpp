@@ -93,10 +93,11 @@ inline CLI::Validator whole_number(unsigned long long min, unsigned long long ma
 }
 
 // --FLAG N for an integer variable of any type, min <= N <= max (max
-// defaults to the type's largest value, so nothing wraps or truncates).
+// defaults to the type's largest value, so nothing wraps or truncates). T
+// comes from the variable alone, so a plain 2 serves as the min of a size_t.
 template <class T>
-CLI::Option* add_count(CLI::App& app, const std::string& flag, T& value, const std::string& help, T min = 1,
-                       T max = std::numeric_limits<T>::max()) {
+CLI::Option* add_count(CLI::App& app, const std::string& flag, T& value, const std::string& help,
+                       std::type_identity_t<T> min = 1, std::type_identity_t<T> max = std::numeric_limits<T>::max()) {
   static_assert(std::is_integral_v<T>);
   return app.add_option(flag, value, help)
       ->transform(whole_number(static_cast<unsigned long long>(min), static_cast<unsigned long long>(max)))
