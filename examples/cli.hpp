@@ -34,7 +34,9 @@ class Formatter : public CLI::Formatter {
   Formatter() { label("Usage", "usage"); }
   std::string make_help(const CLI::App* app, std::string name, CLI::AppFormatMode mode) const override {
     if (mode == CLI::AppFormatMode::Sub) return CLI::Formatter::make_help(app, std::move(name), mode);
-    return make_usage(app, name) + make_description(app) + make_groups(app, mode) + "\n" + make_footer(app);
+    const std::string footer = make_footer(app);
+    return make_usage(app, name) + make_description(app) + make_groups(app, mode) +
+           (footer.empty() ? "" : "\n" + footer);
   }
 };
 
@@ -79,13 +81,13 @@ inline CLI::Validator whole_number(unsigned long long min, unsigned long long ma
                            (show_max ? "from " + std::to_string(min) + " to " + std::to_string(max)
                                      : ">= " + std::to_string(min));
   return CLI::Validator(
-      [min, max, want](std::string& s) -> std::string {
+      [min, max, show_max, want](std::string& s) -> std::string {
         unsigned long long v = 0;
         const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
         const bool digits = !s.empty() && end == s.data() + s.size();
-        if (digits && (ec == std::errc::result_out_of_range || (ec == std::errc() && v > max)))
+        if (!show_max && digits && (ec == std::errc::result_out_of_range || (ec == std::errc() && v > max)))
           return "must be at most " + std::to_string(max) + ", not '" + s + "'";
-        if (!digits || ec != std::errc() || v < min) return want + ", not '" + s + "'";
+        if (!digits || ec != std::errc() || v < min || v > max) return want + ", not '" + s + "'";
         s = std::to_string(v);
         return {};
       },
