@@ -16,11 +16,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "cli.hpp"
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
@@ -97,38 +98,15 @@ int main(int argc, char** argv) {
   unsigned workers = 0;
   std::string url_file;
   bool quiet = false;
-  for (int i = 1; i < argc; ++i) {
-    auto value = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bulk_downloader: %s needs a value\n", argv[i]);
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (!std::strcmp(argv[i], "--help")) {
-      std::puts("usage: bulk_downloader [--count N] [--concurrency P] [--workers M] [--urls FILE] [--quiet]\n"
-                "Downloads N files from a loopback HTTP server it starts (or the URLs in FILE),\n"
-                "P at a time, with Pool(P).map, and prints bytes and time per URL.");
-      return 0;
-    } else if (!std::strcmp(argv[i], "--count")) {
-      count = std::atoi(value());
-    } else if (!std::strcmp(argv[i], "--concurrency")) {
-      concurrency = static_cast<std::size_t>(std::atol(value()));
-    } else if (!std::strcmp(argv[i], "--workers")) {
-      workers = static_cast<unsigned>(std::atoi(value()));
-    } else if (!std::strcmp(argv[i], "--urls")) {
-      url_file = value();
-    } else if (!std::strcmp(argv[i], "--quiet")) {
-      quiet = true;
-    } else {
-      std::fprintf(stderr, "bulk_downloader: unknown argument %s (try --help)\n", argv[i]);
-      return 2;
-    }
-  }
-  if (count < 0 || concurrency < 1) {
-    std::fprintf(stderr, "bulk_downloader: --count must be >= 0 and --concurrency >= 1\n");
-    return 2;
-  }
+  green_cli::App app("bulk_downloader",
+                     "Downloads N files from a loopback HTTP server it starts (or the URLs in FILE),\n"
+                     "P at a time, with Pool(P).map, and prints bytes and time per URL.");
+  green_cli::add_count(app, "--count", count, "files to download from the loopback server", 0);
+  green_cli::add_count(app, "--concurrency", concurrency, "downloads at once: the Pool's size")->type_name("P");
+  green_cli::add_workers(app, workers);
+  app.add_option("--urls", url_file, "download the http:// URLs listed in FILE, one a line")->type_name("FILE");
+  app.add_flag("--quiet", quiet, "print only the summary line");
+  if (auto code = green_cli::parse(app, argc, argv)) return *code;
   try {
     green::Runtime rt({.workers = workers});
     rt.run([&] {

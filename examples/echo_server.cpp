@@ -14,9 +14,9 @@
 
 #include <csignal>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <string>
+
+#include "cli.hpp"
 
 static void echo_lines(green::Socket& sock, const green::Address&) {
   green::Stream stream(sock);
@@ -33,29 +33,14 @@ int main(int argc, char** argv) {
   int port = 6000;
   unsigned workers = 0;
   bool raw = false;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--help")) {
-      std::puts("usage: echo_server [--host ADDR] [--port N] [--workers M] [--raw]\n"
-                "Echoes every line a client sends (--raw: every byte). Port 0 picks a free\n"
-                "port; the port in use is printed. SIGINT/SIGTERM stop the server.");
-      return 0;
-    } else if (!std::strcmp(argv[i], "--host") && i + 1 < argc) {
-      host = argv[++i];
-    } else if (!std::strcmp(argv[i], "--port") && i + 1 < argc) {
-      port = std::atoi(argv[++i]);
-    } else if (!std::strcmp(argv[i], "--workers") && i + 1 < argc) {
-      workers = static_cast<unsigned>(std::atoi(argv[++i]));
-    } else if (!std::strcmp(argv[i], "--raw")) {
-      raw = true;
-    } else {
-      std::fprintf(stderr, "echo_server: unknown argument %s (try --help)\n", argv[i]);
-      return 2;
-    }
-  }
-  if (port < 0 || port > 65535) {
-    std::fprintf(stderr, "echo_server: --port must be 0..65535\n");
-    return 2;
-  }
+  green_cli::App app("echo_server",
+                     "Echoes every line a client sends (--raw: every byte). Port 0 picks a free\n"
+                     "port; the port in use is printed. SIGINT/SIGTERM stop the server.");
+  app.add_option("--host", host, "address to listen on")->type_name("ADDR");
+  green_cli::add_port(app, port);
+  green_cli::add_workers(app, workers);
+  app.add_flag("--raw", raw, "echo bytes as they come instead of lines");
+  if (auto code = green_cli::parse(app, argc, argv)) return *code;
   try {
     green::Runtime rt({.workers = workers});
     rt.run([&] {

@@ -10,10 +10,10 @@
 
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <string>
 #include <vector>
+
+#include "cli.hpp"
 
 using namespace std::chrono_literals;
 
@@ -31,24 +31,10 @@ static void print_sum(int x, int y) {
 int main(int argc, char** argv) {
   int n = 10;
   unsigned workers = 0;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--help")) {
-      std::puts("usage: print_sum [--count N] [--workers M]\n"
-                "Spawns N green threads that each sleep 100 ms and print a sum.");
-      return 0;
-    } else if (!std::strcmp(argv[i], "--count") && i + 1 < argc) {
-      n = std::atoi(argv[++i]);
-    } else if (!std::strcmp(argv[i], "--workers") && i + 1 < argc) {
-      workers = static_cast<unsigned>(std::atoi(argv[++i]));
-    } else {
-      std::fprintf(stderr, "print_sum: unknown argument %s (try --help)\n", argv[i]);
-      return 2;
-    }
-  }
-  if (n < 0) {
-    std::fprintf(stderr, "print_sum: --count must be >= 0\n");
-    return 2;
-  }
+  green_cli::App app("print_sum", "Spawns N green threads that each sleep 100 ms and print a sum.");
+  green_cli::add_count(app, "--count", n, "green threads to spawn", 0);
+  green_cli::add_workers(app, workers);
+  if (auto code = green_cli::parse(app, argc, argv)) return *code;
   green::Runtime rt({.workers = workers});
   const auto start = std::chrono::steady_clock::now();
   rt.run([n] {

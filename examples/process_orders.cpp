@@ -19,9 +19,10 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <vector>
+
+#include "cli.hpp"
 
 using namespace std::chrono_literals;
 
@@ -68,25 +69,12 @@ void serve_feed(green::Socket& sock) {
 int main(int argc, char** argv) {
   int feeds = 5;
   unsigned workers = 0;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--help")) {
-      std::puts("usage: process_orders [--feeds N] [--workers M]\n"
-                "Starts a loopback order server and totals N order feeds concurrently with a\n"
-                "plain function over each connection's lines.");
-      return 0;
-    } else if (!std::strcmp(argv[i], "--feeds") && i + 1 < argc) {
-      feeds = std::atoi(argv[++i]);
-    } else if (!std::strcmp(argv[i], "--workers") && i + 1 < argc) {
-      workers = static_cast<unsigned>(std::atoi(argv[++i]));
-    } else {
-      std::fprintf(stderr, "process_orders: unknown argument %s (try --help)\n", argv[i]);
-      return 2;
-    }
-  }
-  if (feeds < 1) {
-    std::fprintf(stderr, "process_orders: --feeds must be >= 1\n");
-    return 2;
-  }
+  green_cli::App app("process_orders",
+                     "Starts a loopback order server and totals N order feeds concurrently with a\n"
+                     "plain function over each connection's lines.");
+  green_cli::add_count(app, "--feeds", feeds, "order feeds to total at once");
+  green_cli::add_workers(app, workers);
+  if (auto code = green_cli::parse(app, argc, argv)) return *code;
   try {
     green::Runtime rt({.workers = workers});
     rt.run([&] {
