@@ -20,11 +20,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
+
+#include "cli.hpp"
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
@@ -35,50 +36,27 @@ struct Options {
   std::string host = "127.0.0.1";
   int port = 6000;
   int connections = 100;
-  double duration_s = 5;
-  double warmup_s = 1;
+  std::chrono::milliseconds duration = 5s;
+  std::chrono::milliseconds warmup = 1s;
   unsigned workers = 1;
   std::size_t size = 64;
 };
 
-Options parse(int argc, char** argv) {
+// The options, or the code main returns (0 after --help, 2 after a bad flag).
+std::variant<Options, int> parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    auto next = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "echo_load: %s needs a value\n", argv[i]);
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (!std::strcmp(argv[i], "--help")) {
-      std::puts("usage: echo_load --port N [--host ADDR] [--connections C] [--duration S]\n"
-                "                 [--warmup S] [--workers M] [--size BYTES]");
-      std::exit(0);
-    } else if (!std::strcmp(argv[i], "--host")) {
-      o.host = next();
-    } else if (!std::strcmp(argv[i], "--port")) {
-      o.port = std::atoi(next());
-    } else if (!std::strcmp(argv[i], "--connections")) {
-      o.connections = std::atoi(next());
-    } else if (!std::strcmp(argv[i], "--duration")) {
-      o.duration_s = std::atof(next());
-    } else if (!std::strcmp(argv[i], "--warmup")) {
-      o.warmup_s = std::atof(next());
-    } else if (!std::strcmp(argv[i], "--workers")) {
-      o.workers = static_cast<unsigned>(std::atoi(next()));
-    } else if (!std::strcmp(argv[i], "--size")) {
-      o.size = static_cast<std::size_t>(std::atol(next()));
-    } else {
-      std::fprintf(stderr, "echo_load: unknown argument %s (try --help)\n", argv[i]);
-      std::exit(2);
-    }
-  }
-  if (o.port <= 0 || o.port > 65535 || o.connections < 1 || o.duration_s <= 0 || o.warmup_s < 0 ||
-      o.size < 2 || o.size > 1 << 20) {
-    std::fprintf(stderr, "echo_load: bad arguments (try --help)\n");
-    std::exit(2);
-  }
+  green_cli::App app("echo_load",
+                     "Closed-loop load for an echo server: C connections each send a request of\n"
+                     "BYTES, check the echo byte for byte and send the next; prints requests/s and\n"
+                     "p50/p99 latency over --duration after --warmup. Exits 1 on any bad reply.");
+  app.add_option("--host", o.host, "echo server's address")->type_name("ADDR");
+  green_cli::add_port(app, o.port, "echo server's TCP port", 1);
+  green_cli::add_count(app, "--connections", o.connections, "connections, each a green thread")->type_name("C");
+  green_cli::add_seconds(app, "--duration", o.duration, "how long to measure", 1ms);
+  green_cli::add_seconds(app, "--warmup", o.warmup, "how long to run before measuring");
+  green_cli::add_workers(app, o.workers, "worker threads of the load generator (0: one per core)");
+  green_cli::add_count(app, "--size", o.size, "bytes per request, its '\\n' included", 2, 1 << 20)->type_name("BYTES");
+  if (auto code = green_cli::parse(app, argc, argv)) return *code;
   return o;
 }
 
@@ -99,7 +77,9 @@ void raise_fd_limit(int needed) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Options o = parse(argc, argv);
+  const auto parsed = parse(argc, argv);
+  if (const int* code = std::get_if<int>(&parsed)) return *code;
+  const Options& o = std::get<Options>(parsed);
   raise_fd_limit(o.connections);
   std::vector<Connection> conns(static_cast<std::size_t>(o.connections));
   std::atomic<int> phase{0};  // 0 warm-up, 1 measuring, 2 stop
@@ -141,10 +121,10 @@ int main(int argc, char** argv) {
         }
       }));
     }
-    green::sleep(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.warmup_s)));
+    green::sleep(o.warmup);
     phase = 1;
     const auto t0 = Clock::now();
-    green::sleep(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration_s)));
+    green::sleep(o.duration);
     const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
     phase = 2;
     green::joinall(clients);

@@ -44,11 +44,13 @@
 #include <fstream>
 #include <string>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include <unistd.h>
 
 #include "cases.hpp"
+#include "cli.hpp"
 
 using namespace bench;
 
@@ -84,38 +86,24 @@ void print_row(const Row& r) {
   std::fflush(stdout);
 }
 
-Config parse(int argc, char** argv) {
+// The configuration, or the code main returns (0 after --help, 2 after a bad flag).
+std::variant<Config, int> parse(int argc, char** argv) {
   Config c;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--quick")) {
-      c.quick = true;
-    } else if (!std::strcmp(argv[i], "--runs") && i + 1 < argc) {
-      c.runs = std::atoi(argv[++i]);
-    } else if (!std::strcmp(argv[i], "--workers") && i + 1 < argc) {
-      for (char* tok = std::strtok(argv[++i], ","); tok; tok = std::strtok(nullptr, ","))
-        c.workers.push_back(static_cast<unsigned>(std::atoi(tok)));
-    } else if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) {
-      c.csv = argv[++i];
-    } else if (!std::strcmp(argv[i], "--help")) {
-      std::puts("usage: green_bench [--quick] [--runs N] [--workers a,b,c] [--csv FILE]");
-      std::exit(0);
-    } else {
-      std::fprintf(stderr, "green_bench: unknown argument %s (try --help)\n", argv[i]);
-      std::exit(2);
-    }
-  }
-  if (c.runs < 1) {
-    std::fprintf(stderr, "green_bench: --runs must be >= 1\n");
-    std::exit(2);
-  }
+  green_cli::App app("green_bench",
+                     "The scheduler's scaling table: every case, --runs times at each worker count,\n"
+                     "as median and min-max.");
+  app.add_flag("--quick", c.quick, "smaller cases and at most 3 runs");
+  green_cli::add_count(app, "--runs", c.runs, "runs per case and worker count");
+  app.add_option("--workers", c.workers, "worker counts, comma-separated (default: 1 to one per core)")
+      ->delimiter(',')
+      ->transform(green_cli::whole_number(1, green_cli::kMaxWorkers))
+      ->type_name("a,b,c")
+      ->default_str("");  // not "[]": the default is in the help text
+  app.add_option("--csv", c.csv, "also write the table to FILE as CSV")->type_name("FILE");
+  app.footer("Also: green_bench --memory-child WORKERS N   (one memory measurement, run by the memory case)");
+  if (auto code = green_cli::parse(app, argc, argv)) return *code;
   if (c.workers.empty())
     for (unsigned w = 1; w <= std::max(1u, std::thread::hardware_concurrency()); ++w) c.workers.push_back(w);
-  for (unsigned w : c.workers) {
-    if (w == 0) {
-      std::fprintf(stderr, "green_bench: worker counts must be >= 1\n");
-      std::exit(2);
-    }
-  }
   if (c.quick) c.runs = std::min(c.runs, 3);
   return c;
 }
@@ -147,7 +135,9 @@ int main(int argc, char** argv) {
     std::printf("rss_bytes=%.1f page_table_bytes=%.1f\n", m.rss_bytes, m.page_table_bytes);
     return 0;
   }
-  const Config cfg = parse(argc, argv);
+  const auto parsed = parse(argc, argv);
+  if (const int* code = std::get_if<int>(&parsed)) return *code;
+  const Config& cfg = std::get<Config>(parsed);
   const int spawn_n = cfg.quick ? 20'000 : 100'000;
   const int switch_n = cfg.quick ? 200'000 : 1'000'000;
   const long skynet_leaves = 1'000'000;

@@ -36,6 +36,8 @@
 #include <system_error>
 #include <thread>
 
+#include "cli.hpp"  // examples/cli.hpp: CLI11 and the flags green's programs share
+
 namespace {
 
 // The open connections, so that a stop can shut them down; the count of
@@ -143,26 +145,13 @@ int listen_on(const std::string& host, int port) {
 int main(int argc, char** argv) {
   std::string host = "0.0.0.0";
   int port = 6000;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--help")) {
-      std::puts("usage: threads_echo_server [--host ADDR] [--port N]\n"
-                "Echoes every byte a client sends, one OS thread per connection (blocking\n"
-                "recv/send). Port 0 picks a free port; the port in use is printed.\n"
-                "SIGINT/SIGTERM stop the server.");
-      return 0;
-    } else if (!std::strcmp(argv[i], "--host") && i + 1 < argc) {
-      host = argv[++i];
-    } else if (!std::strcmp(argv[i], "--port") && i + 1 < argc) {
-      port = std::atoi(argv[++i]);
-    } else {
-      std::fprintf(stderr, "threads_echo_server: unknown argument %s (try --help)\n", argv[i]);
-      return 2;
-    }
-  }
-  if (port < 0 || port > 65535) {
-    std::fprintf(stderr, "threads_echo_server: --port must be 0..65535\n");
-    return 2;
-  }
+  green_cli::App app("threads_echo_server",
+                     "Echoes every byte a client sends, one OS thread per connection (blocking\n"
+                     "recv/send). Port 0 picks a free port; the port in use is printed.\n"
+                     "SIGINT/SIGTERM stop the server.");
+  app.add_option("--host", host, "address to listen on")->type_name("ADDR");
+  green_cli::add_port(app, port);
+  if (auto code = green_cli::parse(app, argc, argv)) return *code;
 
   // Blocked before any thread starts, so every connection thread inherits
   // the mask and the signals only ever arrive through the signalfd. Their
