@@ -30,6 +30,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 extern char** environ;
@@ -83,13 +84,21 @@ inline std::optional<std::string> take_line(std::string& buf) {
 class Child {
  public:
   // Starts `path` with `args`; its stdout is a pipe we read, its stderr is
-  // ours (sanitizer reports show up in the test's output).
-  Child(const std::string& path, const std::vector<std::string>& args) {
+  // ours (sanitizer reports show up in the test's output), or with
+  // capture_stderr a second pipe that read_all_and_stderr reads.
+  Child(const std::string& path, const std::vector<std::string>& args, bool capture_stderr = false) {
     int out[2];
+    int err[2] = {-1, -1};
     if (::pipe2(out, O_CLOEXEC) != 0) fail_errno("pipe2");
+    if (capture_stderr && ::pipe2(err, O_CLOEXEC) != 0) {
+      ::close(out[0]);
+      ::close(out[1]);
+      fail_errno("pipe2");
+    }
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
+    if (capture_stderr) posix_spawn_file_actions_adddup2(&fa, err[1], STDERR_FILENO);
     std::vector<std::string> argv_s{path};
     argv_s.insert(argv_s.end(), args.begin(), args.end());
     std::vector<char*> argv;
@@ -98,13 +107,19 @@ class Child {
     const int r = ::posix_spawn(&pid_, path.c_str(), &fa, nullptr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&fa);
     ::close(out[1]);
+    if (capture_stderr) ::close(err[1]);
     if (r != 0) {
       ::close(out[0]);
+      if (capture_stderr) ::close(err[0]);
       errno = r;
       fail_errno("posix_spawn " + path);
     }
     out_ = out[0];
     set_nonblocking(out_);
+    if (capture_stderr) {
+      err_ = err[0];
+      set_nonblocking(err_);
+    }
   }
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;
@@ -116,6 +131,7 @@ class Child {
       }
     }
     if (out_ >= 0) ::close(out_);
+    if (err_ >= 0) ::close(err_);
   }
 
   pid_t pid() const { return pid_; }
@@ -157,6 +173,36 @@ class Child {
   std::string read_all(Clock::time_point deadline = deadline_in()) {
     while (!eof_) fill(deadline);
     return std::exchange(buf_, {});
+  }
+
+  // With capture_stderr: all of its stdout and stderr until it closes both,
+  // read side by side (a child that fills one pipe while we wait on the
+  // other cannot stall).
+  std::pair<std::string, std::string> read_all_and_stderr(Clock::time_point deadline = deadline_in()) {
+    if (err_ < 0) fail("read_all_and_stderr: stderr was not captured");
+    std::string err;
+    bool err_eof = false;
+    while (!eof_ || !err_eof) {
+      pollfd p[2] = {{eof_ ? -1 : out_, POLLIN, 0}, {err_eof ? -1 : err_, POLLIN, 0}};
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left < 0) fail("timed out waiting for the process's output");
+      const int r = ::poll(p, 2, static_cast<int>(std::min<long long>(left, 1000)) + 1);
+      if (r < 0 && errno != EINTR) fail_errno("poll");
+      if (r <= 0) continue;
+      if (p[0].revents) fill(deadline);
+      if (p[1].revents) {
+        char chunk[4096];
+        const ssize_t n = ::read(err_, chunk, sizeof chunk);
+        if (n > 0) {
+          err.append(chunk, static_cast<std::size_t>(n));
+        } else if (n == 0) {
+          err_eof = true;
+        } else if (errno != EAGAIN && errno != EINTR) {
+          fail_errno("read the process's stderr");
+        }
+      }
+    }
+    return {std::exchange(buf_, {}), std::move(err)};
   }
 
   // Waits for it to exit; its wait status, or nullopt at the deadline.
@@ -242,6 +288,7 @@ class Child {
 
   pid_t pid_ = -1;
   int out_ = -1;
+  int err_ = -1;  // -1 unless capture_stderr
   std::string buf_;
   bool eof_ = false;
   std::optional<int> status_;
@@ -259,6 +306,21 @@ inline Finished run_to_end(const std::string& path, const std::vector<std::strin
   std::string out = c.read_all(deadline);
   const int code = c.exit_code(deadline);
   return {code, std::move(out)};
+}
+
+// The same with its stderr captured too (run_to_end leaves it on ours).
+struct FinishedWithStderr {
+  int code;
+  std::string out;
+  std::string err;
+};
+inline FinishedWithStderr run_to_end_with_stderr(const std::string& path, const std::vector<std::string>& args,
+                                                  Clock::duration limit = 2 * kWait) {
+  Child c(path, args, /*capture_stderr=*/true);
+  const auto deadline = deadline_in(limit);
+  auto [out, err] = c.read_all_and_stderr(deadline);
+  const int code = c.exit_code(deadline);
+  return {code, std::move(out), std::move(err)};
 }
 
 // A server example started with --port 0: the port it prints on its first
