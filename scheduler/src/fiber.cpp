@@ -34,6 +34,7 @@
 #include <climits>
 #include <memory>
 #include <thread>
+#include <utility>
 
 #include "fiber_internal.hpp"
 #include "green/current.hpp"
@@ -374,6 +375,7 @@ void complete(Fiber* f, std::exception_ptr error, bool exited) noexcept {
     f->joiners.wake_all();
     if (!f->links.empty()) links.swap(f->links);
   }
+
   for (auto& link : links) {
     try {
       link(*f);
@@ -384,6 +386,11 @@ void complete(Fiber* f, std::exception_ptr error, bool exited) noexcept {
                    describe(std::current_exception()).c_str());
     }
   }
+  // After the links: one may spawn, and its child joins f's Nursery before
+  // f leaves it, so the Nursery never sees itself empty while a member could
+  // still add one. This is the last touch of the Nursery: once the list is
+  // empty its owner may destroy it.
+  if (SpawnScope* scope = std::exchange(f->scope, nullptr)) scope->release(*f);
   // Last: a link may spawn, and shutdown() must not see the live count reach
   // zero while a green thread that could still spawn is finishing.
   f->runtime->unregister_fiber(f);
@@ -441,7 +448,14 @@ void submit(RuntimeCore* rt, Fiber* f, const SpawnOptions& opts, Deadline start_
   }
   f->start_on = chosen;
   f->start_at = start_at;
+  f->urgent = opts.urgent;
   f->id = here ? here->next_id() : rt->allocate_ids(1);
+  // A child of a green thread inside a Nursery joins it, before it can run
+  // (and so before it can end and be released).
+  if (Fiber* parent = here ? here->current() : nullptr; parent && parent->scope && !opts.detached) {
+    f->scope = parent->scope;
+    f->scope->adopt(*f);
+  }
   rt->submit_new(f, here);
 }
 

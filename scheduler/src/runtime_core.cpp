@@ -34,7 +34,15 @@ void RuntimeCore::inject(Fiber* f) noexcept {
 
 void RuntimeCore::schedule(Fiber* f) noexcept {
   Worker* w = current_worker();
-  if (w && w->runtime() == this) {
+  const bool on_worker = w && w->runtime() == this;
+  // Urgent, or woken by a kill: ahead of everything queued on the worker it
+  // must run on (a plain thread's wake of an unpinned one is injected, where
+  // an idle worker takes it at once and a busy one on its next fair tick).
+  if ((f->urgent || f->wake_reason == WakeReason::interrupted) && (f->pinned || on_worker)) {
+    (f->pinned ? f->pinned : w)->post_urgent(f);
+    return;
+  }
+  if (on_worker) {
     w->schedule_local(f);
   } else if (f->pinned) {
     f->pinned->post(f);
@@ -52,7 +60,9 @@ void RuntimeCore::submit_new(Fiber* f, Worker* here) {
   }
   Worker* target = f->start_on;
   if (f->pinned) target = f->pinned;
-  if (target && target != here) {
+  if (f->urgent && (target || here)) {
+    (target ? target : here)->post_urgent(f);
+  } else if (target && target != here) {
     target->post(f);
   } else if (here) {
     here->spawn_local(f);

@@ -397,6 +397,12 @@ void Worker::post(Fiber* f) noexcept {
   if (parked_.load(std::memory_order_seq_cst)) hub_.wake();
 }
 
+void Worker::post_urgent(Fiber* f) noexcept {
+  // The same handshake with park_in_hub() as post().
+  urgent_.push(f);
+  if (parked_.load(std::memory_order_seq_cst)) hub_.wake();
+}
+
 bool Worker::fire_timers() {
   // Scanned on the fair tick and when idle, never per switch: reading the
   // clock costs more than a switch.
@@ -407,14 +413,32 @@ bool Worker::fire_timers() {
 }
 
 Fiber* Worker::pick_fair() {
+  // One green thread from the sources local work hides, trying them in
+  // turn from a different one each tick: with a fixed order, a source that
+  // is never empty under load (the yield FIFO) would starve the ones after
+  // it, and a pinned green thread killed while queued in the inbox would
+  // wait for the load to end.
   Fiber* f = nullptr;
-  if (!deferred_.empty()) {  // the oldest deferred joiner, so none waits forever
-    f = deferred_.front();
-    deferred_.erase(deferred_.begin());
+  for (std::uint32_t i = 0; i < 4 && !f; ++i) {
+    switch ((fair_turn_ + i) % 4) {
+      case 0:
+        if (!deferred_.empty()) {  // the oldest deferred joiner, so none waits forever
+          f = deferred_.front();
+          deferred_.erase(deferred_.begin());
+        }
+        break;
+      case 1:
+        if (!yielded_.empty()) f = yielded_.pop();
+        break;
+      case 2:
+        f = inbox_.pop();
+        break;
+      default:
+        f = take_injected();
+        break;
+    }
   }
-  if (!f && !yielded_.empty()) f = yielded_.pop();
-  if (!f) f = inbox_.pop();
-  if (!f) f = take_injected();
+  ++fair_turn_;
   // Starvation guard for local work. Depth-first order alone lets a green
   // thread that keeps spawning and joining children (a chain) starve its
   // older siblings forever on a worker nobody steals from (gevent's
@@ -463,6 +487,12 @@ int Worker::poll_hub(Hub& hub, int timeout_ms, bool owner) noexcept {
 
 Fiber* Worker::pick_local() {
   for (;;) {
+    // Urgent first. When nothing was posted this is one relaxed load of a
+    // line only producers of urgent work write.
+    if (Fiber* u = urgent_.pop()) {
+      if (prepare_to_run(u)) return u;
+      continue;
+    }
     Fiber* f = nullptr;
     if (++tick_ == kFairTick) {
       tick_ = 0;
@@ -617,7 +647,7 @@ void Worker::park_in_hub() {
   parked_.store(true, std::memory_order_seq_cst);
   full_fence();
   const bool work = rt_->any_work_visible() ||
-                    !inbox_.empty() || rt_->workers_stopping();
+                    !inbox_.empty() || !urgent_.empty() || rt_->workers_stopping();
   if (!work) {
     const Deadline next = timers_.next_deadline();
     int timeout_ms = -1;

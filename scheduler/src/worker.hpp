@@ -146,6 +146,11 @@ class Worker {
   // ---- any thread -----------------------------------------------------------
   // A pinned green thread woken elsewhere, or a spawn aimed at this worker.
   void post(Fiber* f) noexcept;
+  // A green thread that must run before anything else queued here: an
+  // urgent one (SpawnOptions::urgent), or one just killed, so that a kill
+  // takes effect at once even behind a flood of runnable work (shutdown
+  // under load). Picked first by pick_local(); never stolen.
+  void post_urgent(Fiber* f) noexcept;
   std::uint32_t queued_approx() const noexcept {
     return deque_.size_approx() + (inbox_.has_posted() ? 1 : 0);
   }
@@ -179,7 +184,7 @@ class Worker {
   // count is approximate, which is all a spin decision needs).
   bool has_local_work() const noexcept {
     return next_ || !burst_.empty() || deque_.size_approx() > 0 || !yielded_.empty() ||
-           !inbox_.empty();
+           !inbox_.empty() || !urgent_.empty();
   }
 
   // Set by the idle machinery when it wakes this worker to search for work.
@@ -232,6 +237,7 @@ class Worker {
   Fiber* next_ = nullptr;
   std::uint32_t next_streak_ = 0;
   std::uint32_t tick_ = 0;
+  std::uint32_t fair_turn_ = 0;  // which shared source pick_fair() tries first
   std::uint32_t oldest_top_ = ~0u;       // the deque's oldest entry at the last fair tick
   std::uint32_t oldest_fair_ticks_ = 0;  // fair ticks it has been the oldest
   static constexpr std::uint32_t kStarvedFairTicks = 8;
@@ -244,6 +250,7 @@ class Worker {
   static constexpr std::size_t kIoWakesMax = 1024;
   WorkDeque deque_;
   Inbox inbox_;
+  Inbox urgent_;  // see post_urgent()
   std::atomic<bool> parked_{false};
   TimerHeap timers_;
   Hub hub_;

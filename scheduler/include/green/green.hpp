@@ -5,5 +5,6 @@
 #include "green/errors.hpp"
 #include "green/greenlet.hpp"
 #include "green/local.hpp"
+#include "green/nursery.hpp"
 #include "green/runtime.hpp"
 #include "green/timeout.hpp"

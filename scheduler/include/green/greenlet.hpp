@@ -51,6 +51,15 @@ struct SpawnOptions {
   std::size_t stack_size = 0;  // bytes; 0 = the runtime's default
   int worker = -1;             // first run on this worker index; -1 = here
   bool pinned = false;         // never migrate from the worker it starts on
+  // Not a member of the spawner's green::Nursery: it may outlive the scope
+  // (a background task started from a connection's handler, say).
+  bool detached = false;
+  // Runs ahead of every green thread queued on its worker whenever it is
+  // woken (not only the first time): for the few green threads that must
+  // react at once under any load, such as a signal's handler. Use sparingly:
+  // urgent green threads wait only for each other, and for the green thread
+  // running when they are woken.
+  bool urgent = false;
 };
 
 namespace detail {

@@ -75,21 +75,24 @@ class Runtime {
     }
   }
 
-  // Spawns fn(args...) from any thread (see green::spawn).
+  // Spawns fn(args...) from any thread (see green::spawn). What it spawns
+  // is never a member of a green::Nursery (it is always `detached`).
   template <class F, class... Args>
     requires detail::Spawnable<F, Args...>
   auto spawn(F&& fn, Args&&... args) {
-    return detail::spawn_on(core(), SpawnOptions{}, detail::Deadline{}, std::forward<F>(fn),
-                            std::forward<Args>(args)...);
+    return detail::spawn_on(core(), SpawnOptions{.detached = true}, detail::Deadline{},
+                            std::forward<F>(fn), std::forward<Args>(args)...);
   }
   template <class F, class... Args>
   auto spawn(const SpawnOptions& opts, F&& fn, Args&&... args) {
-    return detail::spawn_on(core(), opts, detail::Deadline{}, std::forward<F>(fn),
+    SpawnOptions detached = opts;
+    detached.detached = true;
+    return detail::spawn_on(core(), detached, detail::Deadline{}, std::forward<F>(fn),
                             std::forward<Args>(args)...);
   }
   template <class F, class... Args>
   auto spawn_later(std::chrono::steady_clock::duration delay, F&& fn, Args&&... args) {
-    return detail::spawn_on(core(), SpawnOptions{}, detail::deadline_after(delay),
+    return detail::spawn_on(core(), SpawnOptions{.detached = true}, detail::deadline_after(delay),
                             std::forward<F>(fn), std::forward<Args>(args)...);
   }
 

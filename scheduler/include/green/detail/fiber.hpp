@@ -56,6 +56,19 @@ struct TimeoutScope {
   bool fired = false;
 };
 
+// Where a green thread's children go: green::Nursery implements it. A green
+// thread spawned (green::spawn, a Group's spawn...) by a green thread whose
+// `scope` is set gets the same scope, is adopt()ed before it can run, and is
+// released() when it ends, before its joiners wake. Both calls may come from
+// any worker at once; neither may block or throw.
+struct SpawnScope {
+  virtual void adopt(class Fiber& child) noexcept = 0;
+  virtual void release(class Fiber& child) noexcept = 0;
+
+ protected:
+  ~SpawnScope() = default;
+};
+
 // A value per green thread for green::local<T>.
 struct LocalSlot {
   const void* key;
@@ -89,6 +102,7 @@ class Fiber {
   std::size_t stack_size = 0;       // requested size; 0 = runtime default
   Worker* pinned = nullptr;         // never leaves this worker when set
   Worker* start_on = nullptr;       // preferred worker for the first run
+  bool urgent = false;              // SpawnOptions::urgent: see Worker::post_urgent
   Deadline start_at{};              // spawn_later: not before this instant
   Fiber* inbox_next = nullptr;      // link while posted to a worker's Inbox
   Fiber* registry_prev = nullptr;   // the runtime's list of live green threads
@@ -130,6 +144,12 @@ class Fiber {
   bool exited = false;              // ended by GreenletExit
   std::atomic<bool> observed{false};
   std::vector<LocalSlot> locals;
+  // The Nursery this green thread belongs to (null: none). Written before
+  // the fiber is submitted and by its own Nursery's constructor/destructor
+  // (on the fiber itself), read at its spawns and at its end.
+  SpawnScope* scope = nullptr;
+  Fiber* scope_prev = nullptr;      // the scope's member list, under its lock
+  Fiber* scope_next = nullptr;
   // One completion callback that costs no allocation, for the Group or Pool
   // that spawned this green thread (sync/). Set before the fiber is
   // submitted; called once, under `lock`, right after the status becomes
