@@ -10,19 +10,31 @@
 //       del users[name]
 //       broadcast("## %s left the chat." % name)
 //
-// The first line a client sends is its name; an empty, over-long or taken
-// name gets a message and a new prompt. Every later line goes to every other
-// user as "<name>> <text>". Each user has a reader green thread (the
+// The first line a client sends is its name; an empty, over-long, taken or
+// unprintable name gets a message and a new prompt. A client that gives no
+// name within --name-timeout seconds is told and disconnected, so that
+// connections cannot be held for free. Every later line goes to every
+// other user as "<name>> <text>". Each user has a reader green thread (the
 // connection's handler), a writer green thread and a bounded Queue between
-// them. The writer drains everything queued into one send, so a burst of
-// lines costs one system call, not one per line.
+// them. The writer sends what is queued in pieces of up to 64 KiB, so a
+// burst of lines costs one system call, not one per line. The writer lives
+// in the handler's green::Nursery (StreamServer opens one per connection):
+// however the handler ends, the writer ends before the socket closes.
 //
-// Slow clients: a user whose queue is full (it reads slower than the room
-// talks) is told so and disconnected, instead of letting its queue grow
-// without end. Once dropped, it has --grace seconds to take what is already
-// on its way and the notice; a client that reads nothing at all is cut off
-// then, so it cannot keep its connection and writer forever. Lines longer
-// than --max-line bytes are rejected with a notice.
+// Input rules. Names are printable ASCII (space to '~') and never start
+// with '#', so nobody can pass for a server notice ("## ...") or send a
+// terminal escape in a name. In lines, control characters other than tab
+// are dropped before the line is relayed ('\r' too: "\r\n" endings become
+// "\n"). A line of more than --max-line bytes (not counting its line end)
+// is rejected with a notice.
+//
+// Slow clients: the lines waiting for one user are bounded in bytes
+// (--max-backlog, the lines' text) and in number (--max-queue). A user past
+// either bound (it reads slower than the room talks) is told so and
+// disconnected, instead of letting its backlog grow without end. Once
+// dropped, it has --grace seconds to take what is already on its way and
+// the notice; a client that reads nothing at all is cut off then, so it
+// cannot keep its connection and writer forever.
 //
 // The users map is shared by every worker. Joins and leaves are rare and
 // every line is broadcast, so readers must not contend: the map is an
@@ -37,12 +49,13 @@
 #include <green/io.hpp>
 #include <green/sync.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
+#include <deque>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -50,7 +63,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
+
+#include "cli.hpp"
 
 namespace {
 
@@ -60,9 +76,15 @@ struct Options {
   unsigned workers = 0;
   std::size_t max_name = 32;
   std::size_t max_line = 4096;
-  std::size_t max_queue = 100000;  // lines waiting for one slow user (16 bytes each)
+  std::size_t max_queue = 100000;         // lines waiting for one slow user
+  std::size_t max_backlog = 1 << 20;      // bytes of those lines
   std::chrono::milliseconds grace{2000};  // for a dropped user to take the rest
+  std::chrono::milliseconds name_timeout{30000};
 };
+
+// What the writer sends in one system call at most: bounds the copy a slow
+// user's backlog costs when it is finally written.
+constexpr std::size_t kSendPiece = 64 * 1024;
 
 // A broadcast line is built once and shared by every recipient's queue.
 using Line = std::shared_ptr<const std::string>;
@@ -70,8 +92,11 @@ using Line = std::shared_ptr<const std::string>;
 struct User {
   std::string name;
   green::Queue<Line> outbox;
+  // Bytes of the lines queued for it or taken by its writer and not yet
+  // sent: what --max-backlog bounds.
+  std::atomic<std::size_t> backlog{0};
   std::atomic<bool> dropped{false};  // no more lines are queued for it
-  std::atomic<bool> too_slow{false};  // dropped because its queue was full
+  std::atomic<bool> too_slow{false};  // dropped because its backlog was full
   User(std::string n, std::size_t max_queue) : name(std::move(n)), outbox(max_queue) {}
 };
 
@@ -122,23 +147,37 @@ class Room {
     users_.store(std::move(next));
   }
 
-  // Queues `line` for every user but `skip`; a user whose queue is full is
-  // dropped (its writer tells it and closes the connection).
+  // Queues `line` for `user`, or drops the user if its backlog is full.
+  void deliver(User& user, const Line& line) {
+    const std::size_t size = line->size();
+    if (user.backlog.fetch_add(size) + size > options_.max_backlog) {
+      user.backlog.fetch_sub(size);
+      too_slow(user);
+      return;
+    }
+    Line copy = line;
+    try {
+      if (user.outbox.try_put(copy)) return;
+    } catch (const green::QueueClosed&) {
+      // leaving: nothing to deliver
+    }
+    user.backlog.fetch_sub(size);
+    if (!user.outbox.closed()) too_slow(user);
+  }
+
+  // Queues `text` for every user but `skip`.
   void broadcast(std::string text, const User* skip = nullptr) {
     const Line line = std::make_shared<const std::string>(std::move(text));
     const auto users = users_.load();
     for (const auto& [name, user] : *users) {
       if (user.get() == skip || user->dropped.load(std::memory_order_relaxed)) continue;
-      Line copy = line;
-      try {
-        if (!user->outbox.try_put(copy)) {
-          user->too_slow.store(true);
-          drop(*user);
-        }
-      } catch (const green::QueueClosed&) {
-        // leaving: nothing to deliver
-      }
+      deliver(*user, line);
     }
+  }
+
+  void too_slow(User& user) {
+    user.too_slow.store(true);
+    drop(user);
   }
 
   void drop(User& user) {
@@ -154,8 +193,6 @@ class Room {
     for (const auto& [name, user] : *users) drop(*user);
   }
 
-  std::size_t size() const { return users_.load()->size(); }
-
  private:
   const Options& options_;
   green::Lock writers_;
@@ -165,7 +202,7 @@ class Room {
 struct CutOff {};  // a dropped user did not take its data within the grace
 
 // Sends all of `data`. A user in the room may take as long as it likes (its
-// queue bound catches it if it falls behind); once it has been dropped, it
+// backlog bound catches it if it falls behind); once it has been dropped, it
 // gets `grace` to take the rest, or CutOff is thrown.
 void send_or_cut(User& user, green::Socket& sock, std::string_view data, std::chrono::milliseconds grace) {
   using namespace std::chrono_literals;
@@ -182,17 +219,25 @@ void send_or_cut(User& user, green::Socket& sock, std::string_view data, std::ch
   }
 }
 
-// Sends everything queued in one write, until the queue is closed.
+// Sends what is queued, in pieces of up to kSendPiece bytes, until the
+// queue is closed.
 void writer(User& user, green::Socket& sock, const Options& o) {
-  std::string batch;
-  std::vector<Line> more;
+  std::string piece;
+  std::deque<Line> taken;  // out of the queue (one lock for the lot), not yet sent
   try {
-    for (auto& line : user.outbox) {
-      batch.assign(*line);
-      user.outbox.try_get_many(std::back_inserter(more));  // one lock for the lot
-      for (const Line& l : more) batch += *l;
-      more.clear();
-      send_or_cut(user, sock, batch, o.grace);
+    for (auto& first : user.outbox) {
+      taken.push_back(std::move(first));
+      user.outbox.try_get_many(std::back_inserter(taken));
+      while (!taken.empty()) {
+        piece.clear();
+        while (!taken.empty() && (piece.empty() || piece.size() + taken.front()->size() <= kSendPiece)) {
+          piece += *taken.front();
+          taken.pop_front();
+        }
+        send_or_cut(user, sock, piece, o.grace);
+        user.backlog.fetch_sub(piece.size());
+      }
+      if (piece.capacity() > 4 * kSendPiece) std::string().swap(piece);  // one long line: give it back
     }
     if (user.too_slow.load()) {
       send_or_cut(user, sock, "## you are not reading fast enough: disconnected.\n", o.grace);
@@ -205,25 +250,61 @@ void writer(User& user, green::Socket& sock, const Options& o) {
   sock.shutdown(SHUT_RDWR);  // ends the reader's loop
 }
 
+// Removes the line end ("\n", "\r\n", or none at the end of the stream).
+void chomp(std::string& line) {
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+}
+
+bool printable_name(std::string_view name) {
+  return !name.empty() && name.front() != '#' &&
+         std::all_of(name.begin(), name.end(), [](char c) { return c >= ' ' && c <= '~'; });
+}
+
+// Drops control characters other than tab (ESC, NUL, '\r'...): a line is
+// relayed to terminals, which would act on them.
+void strip_controls(std::string& text) {
+  std::erase_if(text, [](char c) { return (static_cast<unsigned char>(c) < ' ' && c != '\t') || c == '\x7f'; });
+}
+
+// Sends a last word to a client that may not read it: at most a short wait.
+void try_tell(green::Socket& sock, std::string_view text) {
+  using namespace std::chrono_literals;
+  try {
+    sock.send(text.data(), text.size(), 100ms);
+  } catch (const green::Error&) {
+  }
+}
+
 std::string ask_name(green::Stream& stream, green::Socket& sock, Room& room, const Options& o,
                      std::shared_ptr<User>& user) {
+  const std::string too_long = "That name is too long (at most " + std::to_string(o.max_name) + " bytes). Name?\n";
   sock.send_all("Welcome! What is your name?\n");
   for (;;) {
     std::optional<std::string> line;
     try {
       line = stream.read_line(o.max_name + 2);
     } catch (const green::LineTooLong&) {
-      sock.send_all("That name is too long (at most " + std::to_string(o.max_name) + " bytes). Name?\n");
-      stream.read_line(1 << 20);  // skip the rest of it
+      // Skip the rest of it, however long: the name timeout bounds the time.
+      for (bool skipping = true; skipping;) {
+        try {
+          auto rest = stream.read_line(64 * 1024);
+          if (!rest) return {};
+          skipping = rest->back() != '\n';
+        } catch (const green::LineTooLong&) {
+        }
+      }
+      sock.send_all(too_long);
       continue;
     }
     if (!line) return {};
     std::string name = *line;
-    while (!name.empty() && (name.back() == '\n' || name.back() == '\r')) name.pop_back();
+    chomp(name);
     if (name.empty()) {
       sock.send_all("A name cannot be empty. Name?\n");
     } else if (name.size() > o.max_name) {
-      sock.send_all("That name is too long (at most " + std::to_string(o.max_name) + " bytes). Name?\n");
+      sock.send_all(too_long);
+    } else if (!printable_name(name)) {
+      sock.send_all("A name is printable ASCII and does not start with '#'. Name?\n");
     } else if (!(user = room.join(name))) {
       sock.send_all("The name " + name + " is taken. Name?\n");
     } else {
@@ -233,50 +314,72 @@ std::string ask_name(green::Stream& stream, green::Socket& sock, Room& room, con
 }
 
 void handle(green::Socket& sock, const green::Address& peer, Room& room, const Options& o) {
-  green::Stream stream(sock, o.max_line + 2);
+  green::Stream stream(sock, o.max_line + 2);  // + the line end
   std::shared_ptr<User> user;
   std::string name;
   try {
-    name = ask_name(stream, sock, room, o, user);
+    green::Timeout deadline(o.name_timeout);
+    try {
+      name = ask_name(stream, sock, room, o, user);
+    } catch (const green::TimeoutError& e) {
+      if (!e.is(deadline)) throw;
+      char text[80];
+      std::snprintf(text, sizeof text, "No name within %g s: disconnected.\n",
+                    static_cast<double>(o.name_timeout.count()) / 1000);
+      try_tell(sock, text);
+      return;
+    }
   } catch (const green::SystemError&) {
     return;  // gone before it had a name: nothing to report
   }
   if (!user) return;
+  // However the handler ends (a kill at shutdown included), the user leaves.
+  struct Leave {
+    Room& room;
+    User& user;
+    bool done = false;
+    void now() {
+      if (std::exchange(done, true)) return;
+      room.leave(user.name);
+      room.drop(user);  // closes the outbox: the writer flushes and ends
+    }
+    ~Leave() { now(); }
+  } leave{room, *user};
   std::string host = peer.to_string();
   host = host.substr(0, host.rfind(':'));
   room.broadcast("## " + name + " joined from " + host + ".\n");
+  // A member of the handler's Nursery: it ends before the socket closes.
   auto w = green::spawn({.name = "writer " + name}, [&] { writer(*user, sock, o); });
+  const Line rejected = std::make_shared<const std::string>("## line rejected: longer than " +
+                                                            std::to_string(o.max_line) + " bytes.\n");
   try {
     bool skipping = false;  // inside an over-long line: drop up to its end
     for (;;) {
       std::optional<std::string> line;
       try {
         line = stream.read_line();
-        if (skipping && line) {
-          skipping = line->back() != '\n';
-          continue;
-        }
       } catch (const green::LineTooLong&) {
-        if (skipping) continue;
+        if (!skipping) room.deliver(*user, rejected);
         skipping = true;
-        Line notice = std::make_shared<const std::string>(
-            "## line rejected: longer than " + std::to_string(o.max_line) + " bytes.\n");
-        if (!user->outbox.try_put(notice)) {
-          user->too_slow.store(true);
-          room.drop(*user);
-        }
         continue;
       }
       if (!line) break;
-      if (line->back() != '\n') line->push_back('\n');  // the last line of a closed stream
-      room.broadcast(name + "> " + *line, user.get());
+      if (skipping) {
+        skipping = line->back() != '\n';
+        continue;
+      }
+      chomp(*line);
+      if (line->size() > o.max_line) {  // within the read limit only thanks to its line end
+        room.deliver(*user, rejected);
+        continue;
+      }
+      strip_controls(*line);
+      room.broadcast(name + "> " + *line + "\n", user.get());
     }
   } catch (const green::SystemError&) {
     // reset by the peer, or shut down by the writer
-  } catch (const green::QueueClosed&) {
   }
-  room.leave(name);
-  room.drop(*user);  // closes the outbox: the writer flushes and ends
+  leave.now();
   w.join();
   room.broadcast("## " + name + " left the chat.\n");
 }
@@ -285,43 +388,22 @@ void handle(green::Socket& sock, const green::Address& peer, Room& room, const O
 
 int main(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    auto value = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "chat_server: %s needs a value\n", argv[i]);
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (!std::strcmp(argv[i], "--help")) {
-      std::puts("usage: chat_server [--host ADDR] [--port N] [--workers M] [--max-line BYTES]\n"
-                "                   [--max-queue LINES] [--grace SECONDS]\n"
-                "The talk's chat server on every core. Join with: nc localhost PORT\n"
-                "A user with more than LINES waiting is dropped as too slow; it gets SECONDS\n"
-                "(default 2) to take what is on its way and a notice, then it is cut off.\n"
-                "Port 0 picks a free port; the port in use is printed. SIGINT/SIGTERM stop it.");
-      return 0;
-    } else if (!std::strcmp(argv[i], "--host")) {
-      o.host = value();
-    } else if (!std::strcmp(argv[i], "--port")) {
-      o.port = std::atoi(value());
-    } else if (!std::strcmp(argv[i], "--workers")) {
-      o.workers = static_cast<unsigned>(std::atoi(value()));
-    } else if (!std::strcmp(argv[i], "--max-line")) {
-      o.max_line = static_cast<std::size_t>(std::atol(value()));
-    } else if (!std::strcmp(argv[i], "--max-queue")) {
-      o.max_queue = static_cast<std::size_t>(std::atol(value()));
-    } else if (!std::strcmp(argv[i], "--grace")) {
-      o.grace = std::chrono::milliseconds(static_cast<long>(std::atof(value()) * 1000));
-    } else {
-      std::fprintf(stderr, "chat_server: unknown argument %s (try --help)\n", argv[i]);
-      return 2;
-    }
-  }
-  if (o.port < 0 || o.port > 65535 || o.max_line < 1 || o.max_queue < 1 || o.grace.count() < 0) {
-    std::fprintf(stderr, "chat_server: bad arguments (try --help)\n");
-    return 2;
-  }
+  green_cli::App app("chat_server",
+                     "The talk's chat server on every core. Join with: nc localhost PORT\n"
+                     "A user with more than --max-backlog bytes or --max-queue lines waiting is dropped\n"
+                     "as too slow; it gets --grace seconds to take what is on its way and a notice, then\n"
+                     "it is cut off. SIGINT/SIGTERM stop the server.");
+  app.add_option("--host", o.host, "address to listen on");
+  green_cli::add_port(app, o.port);
+  green_cli::add_workers(app, o.workers);
+  green_cli::add_count(app, "--max-name", o.max_name, "longest name, in bytes");
+  green_cli::add_count(app, "--max-line", o.max_line, "longest line, in bytes (without its line end)");
+  green_cli::add_count(app, "--max-queue", o.max_queue, "lines waiting for one user before it is dropped");
+  green_cli::add_count(app, "--max-backlog", o.max_backlog, "bytes waiting for one user before it is dropped");
+  green_cli::add_seconds(app, "--grace", o.grace, "time a dropped user gets to take the rest");
+  green_cli::add_seconds(app, "--name-timeout", o.name_timeout, "time a new client gets to give a name",
+                         std::chrono::milliseconds(1));
+  if (auto code = green_cli::parse(app, argc, argv)) return *code;
   try {
     green::Runtime rt({.workers = o.workers});
     rt.run([&] {

@@ -1,18 +1,22 @@
 // server.cpp — StreamServer and DatagramServer.
 //
-// Stopping: stop() sets stopping_ and kills the acceptors (wherever they
-// wait), then closes the listening sockets, joins the handlers for the grace
-// period and kills the rest. No fd is closed while a green thread may still
-// use it.
+// Stopping: stop() sets stopping_, shuts the listening sockets down (no new
+// connection from that moment) and kills the acceptors (wherever they
+// wait), then closes the listening sockets, joins the handlers for the
+// grace period and kills the rest. No fd is closed while a green thread may
+// still use it.
 #include "green/server.hpp"
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 
 #include "green/current.hpp"
 #include "green/errors.hpp"
+#include "green/nursery.hpp"
 
 namespace green {
 
@@ -53,6 +57,7 @@ void StreamServer::start() {
   if (!in_green_thread()) throw Error("green::StreamServer::start: call it from a green thread");
   unsigned n = options_.listeners ? options_.listeners : detail::current_worker_count();
   const unsigned workers = detail::current_worker_count();
+  if (address_.family() != AF_UNIX && !options_.share_port) check_port_free();
   for (unsigned i = 0; i < n; ++i) {
     Socket s(address_.family(), SOCK_STREAM);
     if (address_.family() != AF_UNIX) {
@@ -73,7 +78,35 @@ void StreamServer::start() {
   }
 }
 
+// SO_REUSEPORT lets any socket of the same user join the port: a second
+// server started by mistake would silently take half of the connections.
+// A socket without SO_REUSEPORT cannot bind a port that somebody listens on
+// (SO_REUSEADDR only lets it past connections in TIME_WAIT), so binding one
+// and closing it again tells whether the port is free.
+void StreamServer::check_port_free() const {
+  if (address_.port() == 0) return;  // the kernel picks a free one
+  Socket probe(address_.family(), SOCK_STREAM);
+  probe.set_reuseaddr(true);
+  probe.bind(address_);  // throws SystemError(EADDRINUSE) when taken
+}
+
+void StreamServer::report_accept_failure(const SystemError& e) {
+  using namespace std::chrono;
+  const std::uint64_t failures = accept_failures_.fetch_add(1, std::memory_order_relaxed) + 1;
+  const std::int64_t now = steady_clock::now().time_since_epoch().count();
+  std::int64_t last = accept_reported_at_.load(std::memory_order_relaxed);
+  const std::int64_t interval = duration_cast<steady_clock::duration>(seconds(1)).count();
+  if (last != 0 && now - last < interval) return;
+  if (!accept_reported_at_.compare_exchange_strong(last, now, std::memory_order_relaxed)) return;  // another acceptor reports
+  accept_failures_.fetch_sub(failures, std::memory_order_relaxed);
+  std::fprintf(stderr, "green: StreamServer %s: %s (%llu times since the last report; backing off)\n",
+               address_.to_string().c_str(), e.what(), static_cast<unsigned long long>(failures));
+}
+
 void StreamServer::accept_loop(Socket& listener) {
+  using namespace std::chrono_literals;
+  constexpr std::chrono::milliseconds kFirstBackoff{5}, kMaxBackoff{1000};
+  std::chrono::milliseconds backoff{0};
   for (;;) {
     std::pair<Socket, Address> conn;
     try {
@@ -81,33 +114,47 @@ void StreamServer::accept_loop(Socket& listener) {
     } catch (const SystemError& e) {
       if (stopping_) return;
       if (e.code() == EMFILE || e.code() == ENFILE || e.code() == ENOBUFS || e.code() == ENOMEM) {
-        // Out of descriptors: back off instead of spinning.
-        std::fprintf(stderr, "green: StreamServer %s: %s\n", address_.to_string().c_str(), e.what());
-        green::sleep(std::chrono::milliseconds(10));
+        // Out of descriptors or memory: wait for connections to end rather
+        // than spin on a listener that stays readable (Go's net/http rule).
+        backoff = backoff.count() == 0 ? kFirstBackoff : std::min(2 * backoff, kMaxBackoff);
+        report_accept_failure(e);
+        green::sleep(backoff);
         continue;
       }
       throw;
     }
+    backoff = 0ms;
     if (options_.nodelay && address_.family() != AF_UNIX) {
       try {
         conn.first.set_nodelay(true);
       } catch (const SystemError&) {
       }
     }
-    handlers_->spawn([this, sock = std::move(conn.first), peer = conn.second]() mutable {
-      struct Closer {
-        Socket& s;
-        ~Closer() { s.close(); }  // when the handler ends, however it ends
-      } closer{sock};
-      try {
-        handler_(sock, peer);
-      } catch (const GreenletExit&) {
-        throw;  // killed by stop(): quietly
-      } catch (...) {
-        std::fprintf(stderr, "green: StreamServer handler for %s failed: %s\n", peer.to_string().c_str(),
-                     describe(std::current_exception()).c_str());
-      }
-    });
+    handlers_->spawn([this, sock = std::move(conn.first), peer = conn.second]() mutable { serve(sock, peer); });
+  }
+}
+
+void StreamServer::serve(Socket& sock, const Address& peer) {
+  struct Closer {
+    Socket& s;
+    ~Closer() { s.close(); }  // when the handler ends, however it ends
+  } closer{sock};
+  try {
+    // Declared after the Closer, so destroyed before it: the handler's
+    // helpers end before the socket they use is closed.
+    Nursery helpers;
+    handler_(sock, peer);
+  } catch (const GreenletExit&) {
+    throw;  // killed by stop(): quietly
+  } catch (const SystemError& e) {
+    if (e.code() == ECONNRESET || e.code() == EPIPE || e.code() == ETIMEDOUT) {
+      peer_errors_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      std::fprintf(stderr, "green: StreamServer handler for %s failed: %s\n", peer.to_string().c_str(), e.what());
+    }
+  } catch (...) {
+    std::fprintf(stderr, "green: StreamServer handler for %s failed: %s\n", peer.to_string().c_str(),
+                 describe(std::current_exception()).c_str());
   }
 }
 
@@ -122,10 +169,21 @@ void StreamServer::stop(std::chrono::steady_clock::duration grace) {
     stopped_.wait();
     return;
   }
+  // Stop accepting at once: shutdown() makes a listening socket refuse new
+  // connections and fail accept() with EINVAL, without closing the fd.
+  // Under load a killed acceptor may wait its turn in a queue for a while,
+  // and the port must not take connections meanwhile.
+  for (Socket& l : listeners_) {
+    try {
+      l.shutdown(SHUT_RDWR);
+    } catch (const SystemError&) {
+    }
+  }
   // The acceptors are killed (they may be parked in accept() or waiting for
   // a Pool slot) before the listeners are closed: an fd is never closed
   // while another green thread may still be using it.
-  for (auto& a : acceptors_) a.kill();
+  for (auto& a : acceptors_) a.kill(false);
+  for (auto& a : acceptors_) a.join();
   for (Socket& l : listeners_) l.close();
   if (!handlers_->join(grace)) handlers_->kill();
   if (address_.family() == AF_UNIX) ::unlink(address_.to_string().substr(5).c_str());

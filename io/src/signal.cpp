@@ -62,13 +62,15 @@ SignalHandler::SignalHandler(int signo, std::function<void()> fn) : signo_(signo
     throw SystemError(err, "sigaction");
   }
   const int read_end = pipe_[0];
-  reader_ = spawn({.name = "signal " + std::to_string(signo)}, [read_end, fn = std::move(fn)] {
+  // Urgent, and so is each call of fn: a signal (SIGTERM, typically) must be
+  // acted on within milliseconds even when every worker has a long queue.
+  reader_ = spawn({.name = "signal " + std::to_string(signo), .urgent = true}, [read_end, fn = std::move(fn)] {
     unsigned char buf[64];
     for (;;) {
       wait_readable(read_end);
       bool got = false;
       while (::read(read_end, buf, sizeof buf) > 0) got = true;
-      if (got) spawn(fn);
+      if (got) spawn({.name = "signal handler", .urgent = true}, fn);
     }
   });
 }

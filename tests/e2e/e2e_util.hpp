@@ -327,7 +327,10 @@ inline FinishedWithStderr run_to_end_with_stderr(const std::string& path, const 
 // line ("...: listening on ADDR:PORT ...").
 class Server {
  public:
-  Server(const std::string& path, std::vector<std::string> args) : child_(path, with_port0(std::move(args))) {
+  // With capture_stderr, read its stderr with child().read_all_and_stderr()
+  // (after it exits: a child that fills the pipe meanwhile blocks).
+  Server(const std::string& path, std::vector<std::string> args, bool capture_stderr = false)
+      : child_(path, with_port0(std::move(args)), capture_stderr) {
     auto line = child_.read_line();
     if (!line) fail(path + " exited before printing its port");
     const auto at = line->find("listening on ");

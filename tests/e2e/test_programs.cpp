@@ -151,6 +151,8 @@ TEST(ChatServerFlags, BadValuesRefused) {
     expect_refused(path, {"--max-queue", v}, "--max-queue");
   }
   for (const char* v : {"-1", "abc"}) expect_refused(path, {"--grace", v}, "--grace");
+  for (const char* v : {"-1", "0", "abc"}) expect_refused(path, {"--max-backlog", v}, "--max-backlog");
+  for (const char* v : {"-1", "0", "abc"}) expect_refused(path, {"--name-timeout", v}, "--name-timeout");
   expect_refused(path, {"--no-such-option"}, "--no-such-option");
 }
 

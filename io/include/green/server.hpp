@@ -12,10 +12,33 @@
 // spreads incoming connections over them) and accepts on each in a green
 // thread pinned to that worker; every connection's handler runs in its own
 // green thread spawned there, with the connected Socket (closed when the
-// handler returns) and the peer's address. An exception from a handler is
-// reported on stderr with the peer's address and closes only that
-// connection. With max_connections, at most that many handlers run at once
-// (a Pool): further connections wait, accepted but unserved, for a slot.
+// handler returns) and the peer's address. With max_connections, at most
+// that many handlers run at once (a Pool): further connections wait,
+// accepted but unserved, for a slot.
+//
+// A port in use is refused. The listeners share their port with each other
+// only: start() first checks that nobody else listens on it and throws
+// SystemError(EADDRINUSE) if somebody does, unless
+// StreamServerOptions::share_port asks to join them (a prefork parent's
+// children, say). The check and the bind are two steps: a process that
+// binds the port with SO_REUSEPORT in between is not detected.
+//
+// Helper green threads die with their connection. Each handler runs inside
+// a green::Nursery (green/nursery.hpp): whatever green threads the handler
+// spawns (a writer for the other direction of the connection, typically,
+// holding references to the Socket and the handler's locals) are killed
+// and waited for when the handler ends, however it ends, before the socket
+// is closed. They cannot use a closed socket or a dead stack frame. A
+// helper that must outlive its connection is spawned `detached` and must
+// not use the connection's objects.
+//
+// Errors. An exception from a handler is reported on stderr with the peer's
+// address and closes only that connection; a peer that resets the
+// connection or stops reading (ECONNRESET, EPIPE, ETIMEDOUT) is normal on
+// the Internet: it is counted (peer_errors()), not reported. When accept()
+// fails for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM)
+// the acceptor backs off, 5 ms doubling to 1 s, and the failure is reported
+// at most once a second per server, with the count since the last report.
 //
 // Life cycle: start() binds and begins accepting (port 0 picks a free port:
 // read it back with address()); serve_forever() is start() plus waiting
@@ -32,6 +55,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -52,6 +76,7 @@ struct StreamServerOptions {
   std::size_t max_connections = 0;  // handlers at once; 0: no limit
   int backlog = 1024;
   bool nodelay = true;              // TCP_NODELAY on accepted connections
+  bool share_port = false;          // join other processes' listeners on the port
 };
 
 class StreamServer {
@@ -77,9 +102,15 @@ class StreamServer {
   Address address() const { return address_; }
   // Handlers running now.
   std::size_t connections() const { return handlers_->size(); }
+  // Connections whose handler ended because the peer reset it or stopped
+  // reading (not reported on stderr).
+  std::uint64_t peer_errors() const noexcept { return peer_errors_.load(std::memory_order_relaxed); }
 
  private:
   void accept_loop(Socket& listener);
+  void serve(Socket& sock, const Address& peer);
+  void check_port_free() const;
+  void report_accept_failure(const SystemError& e);
 
   Address address_;
   Handler handler_;
@@ -90,6 +121,11 @@ class StreamServer {
   Event stopped_;
   std::atomic<bool> started_{false};
   std::atomic<bool> stopping_{false};  // read by the acceptors on every worker
+  std::atomic<std::uint64_t> peer_errors_{0};
+  // Accept failures since the last report, and when that report was
+  // (steady_clock ticks): one report a second, whichever acceptor makes it.
+  std::atomic<std::uint64_t> accept_failures_{0};
+  std::atomic<std::int64_t> accept_reported_at_{0};
 };
 
 class DatagramServer {

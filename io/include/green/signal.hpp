@@ -9,6 +9,12 @@
 // that arrive faster than they are handled may be merged into one call.
 // Destroying the object restores the signal's previous disposition.
 //
+// Promptness. The green thread waiting on the signal and each green thread
+// running fn are urgent (SpawnOptions::urgent): they run ahead of whatever
+// is queued on their worker, so a SIGTERM is acted on within milliseconds
+// however much work is runnable; and the green threads that fn kills (a
+// server's acceptors and handlers, in stop()) are woken the same way.
+//
 // How: the process-wide C handler only writes the signal number to a pipe
 // (the one async-signal-safe step); a green thread waits on the pipe and
 // spawns fn. (A signalfd would need the signal blocked in every thread of
