@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -525,3 +526,155 @@ TEST(DatagramServer, HandlerErrorDoesNotStopTheServer) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------
+// Helper green threads die with their connection (each handler runs in a
+// green::Nursery), however the handler ends.
+
+// The handler returns while its helper still waits: the helper is killed,
+// and at that moment the socket it refers to is still open.
+TEST(StreamServer, HelpersEndBeforeTheirConnectionsSocketCloses) {
+  green::Runtime rt({.workers = 2});
+  rt.run([] {
+    std::atomic<int> killed_with_socket_open{0}, killed{0};
+    StreamServer server(Address::parse("127.0.0.1:0"), [&](Socket& sock, const Address&) {
+      green::spawn([&] {
+        try {
+          green::sleep(10s);
+        } catch (const green::GreenletExit&) {
+          killed.fetch_add(1);
+          if (sock.fd() >= 0) killed_with_socket_open.fetch_add(1);
+          throw;
+        }
+      });
+      green::Stream stream(sock);
+      stream.read_line();  // the client's one line, then the handler returns
+    });
+    server.start();
+    auto c = green::create_connection("127.0.0.1", server.address().port(), 5s);
+    c.send_all("bye\n", 5s);
+    EXPECT_EQ(c.recv(16, 5s), "") << "the handler ended, so did the connection";
+    EXPECT_EQ(killed.load(), 1);
+    EXPECT_EQ(killed_with_socket_open.load(), 1);
+    server.stop(1s);
+  });
+}
+
+// The talk's pattern killed by stop(): a writer blocked sending to a client
+// that never reads, its handler blocked reading. Before the Nursery the
+// writer outlived the handler's socket (ASan: heap-use-after-free).
+TEST(StreamServer, StopEndsAWriterBlockedOnANonReader) {
+  green::Runtime rt({.workers = 2});
+  rt.run([&rt] {
+    std::optional<green::Greenlet<void>> writer;
+    green::Event spawned;
+    std::atomic<int> writer_killed{0};
+    StreamServer server(Address::parse("127.0.0.1:0"), [&](Socket& sock, const Address&) {
+      const std::string chunk(64 * 1024, 'w');
+      writer = green::spawn({.name = "writer"}, [&] {
+        try {
+          for (;;) sock.send_all(chunk);
+        } catch (const green::GreenletExit&) {
+          writer_killed.fetch_add(1);
+          throw;
+        }
+      });
+      spawned.set();
+      char buf[16];
+      while (sock.recv(buf, sizeof buf) > 0) {
+      }
+    });
+    server.start();
+    Socket c(AF_INET, SOCK_STREAM);
+    const int small = 4096;
+    ::setsockopt(c.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    c.connect(server.address(), 5s);
+    ASSERT_TRUE(spawned.wait(5s));
+    // The writer fills every buffer between us and it, then blocks.
+    ASSERT_TRUE(wait_parked(rt, *writer, "send", 10s)) << rt.dump();
+    server.stop(0s);
+    EXPECT_EQ(writer_killed.load(), 1);
+    EXPECT_TRUE(writer->killed());
+    EXPECT_EQ(server.connections(), 0u);
+  });
+}
+
+TEST(StreamServer, DetachedHelpersOutliveTheirConnection) {
+  green::Runtime rt({.workers = 2});
+  rt.run([] {
+    std::optional<green::Greenlet<void>> helper;
+    green::Event spawned;
+    StreamServer server(Address::parse("127.0.0.1:0"), [&](Socket&, const Address&) {
+      helper = green::spawn({.detached = true}, [] { green::sleep(10s); });
+      spawned.set();
+    });
+    server.start();
+    auto c = green::create_connection("127.0.0.1", server.address().port(), 5s);
+    ASSERT_TRUE(spawned.wait(5s));
+    EXPECT_EQ(c.recv(16, 5s), "");
+    EXPECT_FALSE(helper->ready()) << "a detached helper is not the connection's";
+    helper->kill();
+    server.stop(1s);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// A port in use is refused unless sharing is asked for.
+
+TEST(StreamServer, SecondServerOnTheSamePortIsRefusedUnlessItSharesThePort) {
+  green::Runtime rt({.workers = 2});
+  rt.run([] {
+    StreamServer first(Address::parse("127.0.0.1:0"), echo_lines);
+    first.start();
+    const Address at = first.address();
+    {
+      StreamServer second(at, echo_lines);
+      try {
+        second.start();
+        ADD_FAILURE() << "a second server took a port in use";
+      } catch (const green::SystemError& e) {
+        EXPECT_EQ(e.code(), EADDRINUSE) << e.what();
+      }
+      EXPECT_FALSE(second.started());
+    }
+    {
+      StreamServer sharing(at, echo_lines, {.share_port = true});
+      sharing.start();
+      EXPECT_EQ(sharing.address(), at);
+      for (int i = 0; i < 4; ++i) {  // served by one of the two, either way
+        auto sock = green::create_connection("127.0.0.1", at.port(), 5s);
+        expect_echo(sock, "shared " + std::to_string(i) + "\n");
+      }
+      sharing.stop(1s);
+    }
+    first.stop(1s);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Normal failures are counted, not reported.
+
+TEST(StreamServer, PeerResetsAreCounted) {
+  green::Runtime rt({.workers = 2});
+  rt.run([] {
+    green::Event entered;
+    StreamServer server(Address::parse("127.0.0.1:0"), [&](Socket& sock, const Address&) {
+      char buf[16];
+      entered.set();
+      while (sock.recv(buf, sizeof buf) > 0) {
+      }
+    });
+    server.start();
+    const int resets = 5;
+    for (int i = 0; i < resets; ++i) {
+      entered.clear();
+      Socket c = green::create_connection("127.0.0.1", server.address().port(), 5s);
+      ASSERT_TRUE(entered.wait(5s));
+      linger l{1, 0};  // close with a reset
+      ::setsockopt(c.fd(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+      c.close();
+    }
+    EXPECT_TRUE(wait_until([&] { return server.peer_errors() == resets; })) << server.peer_errors();
+    server.stop(1s);
+  });
+}
