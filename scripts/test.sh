@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, three times: an optimised build, ThreadSanitizer, and
 # AddressSanitizer+UndefinedBehaviorSanitizer. Installs what is missing first.
-# Each build lives in its own folder (build-release, build-tsan, build-asan).
+# Each build lives in its own folder (build-release, build-tsan, build-asan),
+# configured by the CMake preset of the same name (cmake --preset tsan).
 #
 #   scripts/test.sh                 all three
 #   scripts/test.sh release         one of: release tsan asan
@@ -22,15 +23,13 @@ status=0
 summary=()
 for cfg in "${configs[@]}"; do
   case "$cfg" in
-    release) sanitize="" ;;
-    tsan) sanitize="thread" ;;
-    asan) sanitize="address" ;;
+    release|tsan|asan) ;;
     *) echo "unknown configuration $cfg (release, tsan, asan)" >&2; exit 2 ;;
   esac
   dir="build-$cfg"
   echo "=== [$cfg] configure + build ($dir)"
-  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_SANITIZE="$sanitize" \
-        -DGREEN_BUILD_BENCH=$([[ $cfg == release ]] && echo ON || echo OFF) >/dev/null
+  # CMakePresets.json: Ninja, RelWithDebInfo, GREEN_SANITIZE, bench only in release.
+  cmake --preset "$cfg" >/dev/null
   cmake --build "$dir" -j "$jobs"
   echo "=== [$cfg] ctest"
   start=$(date +%s)

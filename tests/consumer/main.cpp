@@ -1,15 +1,24 @@
-// Proves that an outside project can build and run against green.
+// Proves that an outside project can build and run against green, through
+// green::green (scheduler, sync and io), with C++20 from green's usage
+// requirements alone.
 #include <green/green.hpp>
+#include <green/io.hpp>
+#include <green/sync.hpp>
 
 #include <cstdio>
+
+static_assert(__cplusplus >= 202002L, "green::green must bring C++20 to its consumers");
 
 int main() {
   green::Runtime rt({.workers = 2});
   const int answer = rt.run([] {
-    auto a = green::spawn([] { return 40; });
+    green::Queue<int> q;
+    auto a = green::spawn([&q] { q.put(40); });
     auto b = green::spawn([] { return 2; });
-    return a.get() + b.get();
+    a.get();
+    return q.get() + b.get();
   });
-  std::printf("consumer ok %d\n", answer);
-  return answer == 42 ? 0 : 1;
+  const auto port = green::Address::parse("127.0.0.1:42").port();
+  std::printf("consumer ok %d\n", port == 42 ? answer : -1);
+  return answer == 42 && port == 42 ? 0 : 1;
 }
