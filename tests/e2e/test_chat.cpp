@@ -4,16 +4,12 @@
 
 #include <algorithm>
 
+#include "chat_util.hpp"
 #include "e2e_util.hpp"
 
 using namespace e2e;
 
 namespace {
-
-const std::string kPrompt = "Welcome! What is your name?\n";
-
-std::string joined(const std::string& name) { return "## " + name + " joined from 127.0.0.1.\n"; }
-std::string left(const std::string& name) { return "## " + name + " left the chat.\n"; }
 
 // SIGTERM, then exit status 0 within `limit`.
 void stop(Server& s, Clock::duration limit = kWait) {
@@ -21,25 +17,6 @@ void stop(Server& s, Clock::duration limit = kWait) {
   ASSERT_TRUE(st.has_value()) << "no exit within the limit after SIGTERM";
   ASSERT_TRUE(WIFEXITED(*st)) << "killed by signal " << WTERMSIG(*st);
   EXPECT_EQ(WEXITSTATUS(*st), 0);
-}
-
-Server chat_server(std::vector<std::string> extra = {}) {
-  std::vector<std::string> args{"--workers", "2"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  return Server(GREEN_E2E_CHAT_SERVER, args);
-}
-
-// Connects, answers the prompt with `name` and reads up to its own join
-// notice, which must be the first line after the prompt.
-Client join(std::uint16_t port, const std::string& name, int rcvbuf = 0) {
-  Client c(port, rcvbuf);
-  c.set_label(name + " (before its name)");
-  EXPECT_EQ(c.line(), kPrompt);
-  c.send(name + "\n");
-  c.set_label(name + " (joining)");
-  EXPECT_EQ(c.line(), joined(name));
-  c.set_label(name);
-  return c;
 }
 
 }  // namespace

@@ -8,32 +8,12 @@
 #include <algorithm>
 #include <fstream>
 
+#include "chat_util.hpp"
 #include "e2e_util.hpp"
 
 using namespace e2e;
 
 namespace {
-
-const std::string kPrompt = "Welcome! What is your name?\n";
-
-std::string joined(const std::string& name) { return "## " + name + " joined from 127.0.0.1.\n"; }
-
-Server chat_server(std::vector<std::string> extra = {}) {
-  std::vector<std::string> args{"--workers", "2"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  return Server(GREEN_E2E_CHAT_SERVER, args);
-}
-
-Client join(std::uint16_t port, const std::string& name, int rcvbuf = 0) {
-  Client c(port, rcvbuf);
-  c.set_label(name + " (before its name)");
-  EXPECT_EQ(c.line(), kPrompt);
-  c.send(name + "\n");
-  c.set_label(name + " (joining)");
-  EXPECT_EQ(c.line(), joined(name));
-  c.set_label(name);
-  return c;
-}
 
 // SIGTERM; the exit status must be 0 within `limit`. Returns the time taken.
 std::chrono::milliseconds stop_within(Server& s, Clock::duration limit) {
