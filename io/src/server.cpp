@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 
 #include "green/current.hpp"
@@ -90,7 +91,10 @@ void StreamServer::check_port_free() const {
   probe.bind(address_);  // throws SystemError(EADDRINUSE) when taken
 }
 
-void StreamServer::report_accept_failure(const SystemError& e) {
+// Takes the errno, not the exception: at fd exhaustion nothing may need a
+// descriptor, and under UBSan a virtual call not yet checked (what()) does:
+// its vptr check probes memory through a pipe.
+void StreamServer::report_accept_failure(int err) {
   using namespace std::chrono;
   const std::uint64_t failures = accept_failures_.fetch_add(1, std::memory_order_relaxed) + 1;
   const std::int64_t now = steady_clock::now().time_since_epoch().count();
@@ -99,8 +103,8 @@ void StreamServer::report_accept_failure(const SystemError& e) {
   if (last != 0 && now - last < interval) return;
   if (!accept_reported_at_.compare_exchange_strong(last, now, std::memory_order_relaxed)) return;  // another acceptor reports
   accept_failures_.fetch_sub(failures, std::memory_order_relaxed);
-  std::fprintf(stderr, "green: StreamServer %s: %s (%llu times since the last report; backing off)\n",
-               address_.to_string().c_str(), e.what(), static_cast<unsigned long long>(failures));
+  std::fprintf(stderr, "green: StreamServer %s: accept: %s (%llu times since the last report; backing off)\n",
+               address_.to_string().c_str(), std::strerror(err), static_cast<unsigned long long>(failures));
 }
 
 void StreamServer::accept_loop(Socket& listener) {
@@ -117,7 +121,7 @@ void StreamServer::accept_loop(Socket& listener) {
         // Out of descriptors or memory: wait for connections to end rather
         // than spin on a listener that stays readable (Go's net/http rule).
         backoff = backoff.count() == 0 ? kFirstBackoff : std::min(2 * backoff, kMaxBackoff);
-        report_accept_failure(e);
+        report_accept_failure(e.code());
         green::sleep(backoff);
         continue;
       }

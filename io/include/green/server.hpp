@@ -110,7 +110,7 @@ class StreamServer {
   void accept_loop(Socket& listener);
   void serve(Socket& sock, const Address& peer);
   void check_port_free() const;
-  void report_accept_failure(const SystemError& e);
+  void report_accept_failure(int err);
 
   Address address_;
   Handler handler_;
