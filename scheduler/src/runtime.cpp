@@ -16,6 +16,9 @@ Runtime::Runtime(const RuntimeOptions& options) {
   if (options.stack_size < 16 * 1024) throw Error("green::Runtime: stack_size below 16 KiB");
   if (options.stack_size > (std::size_t{1} << 30)) throw Error("green::Runtime: stack_size above 1 GiB");
   cfg.stack_size = options.stack_size;
+  if (options.trim_interval < std::chrono::milliseconds::zero())
+    throw Error("green::Runtime: negative trim_interval");
+  cfg.trim_interval = options.trim_interval;
   core_ = std::make_unique<detail::RuntimeCore>(cfg);
 }
 
@@ -33,6 +36,8 @@ std::uint64_t Runtime::switches_on(unsigned worker) const {
 }
 
 std::size_t Runtime::stacks_in_use() const noexcept { return core_->stacks().in_use(); }
+
+std::size_t Runtime::stacks_cached() const noexcept { return core_->stacks().cached(); }
 
 std::size_t Runtime::green_threads_with_stack() const noexcept {
   std::int64_t n = 0;

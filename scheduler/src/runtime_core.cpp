@@ -11,7 +11,7 @@
 namespace green::detail {
 
 RuntimeCore::RuntimeCore(const RuntimeConfig& cfg)
-    : configured_workers_(cfg.workers), shard_count_(cfg.workers + 1), stacks_(cfg.stack_size) {
+    : configured_workers_(cfg.workers), shard_count_(cfg.workers + 1), stacks_(cfg.stack_size, cfg.trim_interval) {
   shards_ = std::make_unique<Shard[]>(shard_count_);
   workers_.reserve(cfg.workers);
   for (unsigned i = 0; i < cfg.workers; ++i) workers_.push_back(std::make_unique<Worker>(this, i));

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -35,6 +36,7 @@ namespace green::detail {
 struct RuntimeConfig {
   unsigned workers = 0;
   std::size_t stack_size = 0;
+  std::chrono::steady_clock::duration trim_interval{};  // zero: never give memory back
 };
 
 class RuntimeCore {

@@ -4,7 +4,11 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -24,6 +28,10 @@ namespace {
 constexpr std::size_t kSlabStacks = 64;
 constexpr std::size_t kSharedPoolMax = 4096;
 constexpr long kMapsReserve = 32768;  // left for malloc, libraries, threads
+// Housekeeping (see stack.hpp): below this many idle stacks a pass gives
+// back all of them instead of half; after this many given back, malloc_trim.
+constexpr std::size_t kTrimAllBelow = 64;
+constexpr std::size_t kMallocTrimAfter = 128;
 
 std::size_t page_size() {
   static const std::size_t size = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
@@ -49,8 +57,8 @@ std::atomic<long> guarded_live{0};
 
 }  // namespace
 
-StackPool::StackPool(std::size_t default_size)
-    : default_size_(round_up(default_size, page_size())) {}
+StackPool::StackPool(std::size_t default_size, Clock::duration trim_interval)
+    : default_size_(round_up(default_size, page_size())), trim_interval_(trim_interval) {}
 
 namespace {
 // ASan: frames that exception unwinding skipped leave poisoned redzones in
@@ -67,6 +75,7 @@ void unmap_memory(void* base, std::size_t size) noexcept {
 
 StackPool::~StackPool() {
   for (Stack* s : shared_) unmap(s);
+  for (Stack* s : cold_) unmap(s);
   for (Stack* t : slab_free_) delete t;
   for (auto& [base, size] : slabs_) unmap_memory(base, size);
 }
@@ -79,6 +88,11 @@ Stack* StackPool::acquire(std::size_t size) {
     if (!shared_.empty()) {
       s = shared_.back();
       shared_.pop_back();
+      low_ = std::min(low_, shared_.size());
+      shared_count_.store(shared_.size(), std::memory_order_relaxed);
+    } else if (!cold_.empty()) {
+      s = cold_.back();  // pages given back: they fault in again as it is used
+      cold_.pop_back();
     }
   }
   if (s) {
@@ -100,6 +114,7 @@ void StackPool::release(Stack* s) noexcept {
     // Slab stacks always come back here: they cannot be unmapped one by one.
     if (!s->guard || shared_.size() < kSharedPoolMax) {
       shared_.push_back(s);
+      shared_count_.store(shared_.size(), std::memory_order_relaxed);
       return;
     }
   }
@@ -173,6 +188,95 @@ void StackPool::unmap(Stack* s) noexcept {
   }
   // A slab stack's memory goes with its slab, in ~StackPool.
   delete s;
+}
+
+// ---------------------------------------------------------------------------
+// Giving memory back (the policy is at the top of stack.hpp)
+
+void StackPool::housekeep(Clock::time_point now) noexcept {
+  if (trim_interval_ <= Clock::duration::zero()) return;
+  Clock::rep due = next_pass_.load(std::memory_order_relaxed);
+  const Clock::rep t = now.time_since_epoch().count();
+  if (t < due) return;
+  // One pass per interval, on whichever worker claims it.
+  if (!next_pass_.compare_exchange_strong(due, t + trim_interval_.count(), std::memory_order_relaxed))
+    return;
+  trim_pass();
+}
+
+StackPool::Clock::time_point StackPool::next_housekeeping() const noexcept {
+  if (trim_interval_ <= Clock::duration::zero() || shared_count_.load(std::memory_order_relaxed) == 0)
+    return Clock::time_point::max();
+  return Clock::time_point(Clock::duration(next_pass_.load(std::memory_order_relaxed)));
+}
+
+void StackPool::trim_pass() noexcept {
+  // One pass at a time, even if one outlasts a short interval.
+  std::unique_lock passing(pass_mu_, std::try_to_lock);
+  if (!passing.owns_lock()) return;
+  std::vector<Stack*> victims;
+  {
+    std::lock_guard g(shared_mu_);
+    // shared_[0, idle) was never popped since the last pass: it sat unused.
+    const std::size_t idle = std::min(low_, shared_.size());
+    const std::size_t n = idle < kTrimAllBelow ? idle : (idle + 1) / 2;
+    if (n > 0) {
+      try {
+        // Every allocation first: past this block nothing can fail.
+        victims.assign(shared_.begin(), shared_.begin() + static_cast<std::ptrdiff_t>(n));
+        cold_.reserve(cold_.size() + n);
+      } catch (const std::bad_alloc&) {
+        return;  // the next pass tries again
+      }
+      shared_.erase(shared_.begin(), shared_.begin() + static_cast<std::ptrdiff_t>(n));
+      shared_count_.store(shared_.size(), std::memory_order_relaxed);
+    }
+    low_ = shared_.size();
+  }
+  if (victims.empty()) return;
+  const std::size_t given = victims.size();
+  // System calls outside the lock: other workers keep taking and returning
+  // stacks meanwhile.
+  const auto slab_end = std::partition(victims.begin(), victims.end(),
+                                       [](const Stack* s) { return s->guard == nullptr; });
+  for (auto it = slab_end; it != victims.end(); ++it) unmap(*it);
+  victims.erase(slab_end, victims.end());
+  drop_slab_pages(victims);
+  bool trim_malloc = false;
+  {
+    std::lock_guard g(shared_mu_);
+    cold_.insert(cold_.end(), victims.begin(), victims.end());  // reserved above: no throw
+    given_back_ += given;
+    if (given_back_ >= kMallocTrimAfter) {
+      given_back_ = 0;
+      trim_malloc = true;
+    }
+  }
+#if defined(__GLIBC__)
+  // Walks every arena and drops the pages of its free chunks: a few
+  // milliseconds after a large burst, and only after one.
+  if (trim_malloc) malloc_trim(0);
+#else
+  (void)trim_malloc;
+#endif
+}
+
+void StackPool::drop_slab_pages(std::vector<Stack*>& slab) noexcept {
+  if (slab.empty()) return;
+  std::sort(slab.begin(), slab.end(), [](const Stack* a, const Stack* b) { return a->base < b->base; });
+  const std::size_t page = page_size();
+  for (std::size_t i = 0; i < slab.size();) {
+    // A run of neighbouring slots: the top page of each but the last holds
+    // the canary of the next, which is free (prepare_stack_for_reuse writes
+    // it again); the last one's holds the canary of a slot that may be
+    // running, so it stays.
+    std::size_t j = i + 1;
+    while (j < slab.size() && slab[j]->base == slab[j - 1]->base + default_size_) ++j;
+    char* from = slab[i]->base;
+    char* to = slab[j - 1]->base + default_size_ - page;
+    if (to > from) madvise(from, static_cast<std::size_t>(to - from), MADV_DONTNEED);
+    i = j;
+  }
 }
 
 void prepare_stack_for_reuse(Stack* s) noexcept {

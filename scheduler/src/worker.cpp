@@ -643,13 +643,18 @@ void Worker::park_in_hub() {
     spinning_ = false;
     rt_->spinning.fetch_sub(1, std::memory_order_seq_cst);
   }
+  // Housekeeping (stack.hpp): out of work, so give back what the last
+  // burst left cached if a pass is due. One clock read per park, next to
+  // an epoll_wait; never on the spawn or finish path.
+  rt_->stacks().housekeep(Clock::now());
   rt_->enter_idle(this);
   parked_.store(true, std::memory_order_seq_cst);
   full_fence();
   const bool work = rt_->any_work_visible() ||
                     !inbox_.empty() || !urgent_.empty() || rt_->workers_stopping();
   if (!work) {
-    const Deadline next = timers_.next_deadline();
+    // Back for the next pass while the pool holds free stacks to give back.
+    const Deadline next = std::min(timers_.next_deadline(), rt_->stacks().next_housekeeping());
     int timeout_ms = -1;
     if (next != kNoDeadline) {
       const auto left = next - Clock::now();

@@ -32,8 +32,19 @@
 // checked at every switch: the same message, reported when the overflowing
 // green thread next switches out. Running out of memory for a stack makes
 // that green thread fail with green::SystemError (its get() throws).
+//
+// Memory after a burst: free stacks beyond the working set go back to the
+// system. Every `trim_interval` (1 s by default) a worker that runs out of
+// work gives back half of the free stacks that sat unused in the shared pool
+// through the whole last interval (all of them once fewer than 64 are
+// left), and after a pass has given many back, calls malloc_trim(0) so the
+// heap those green threads freed goes back too. An idle runtime with nothing
+// cached is not woken for it; a busy one does this when it next runs out of
+// work. Each worker also keeps up to 64 free stacks of its own, never
+// trimmed. The policy in detail is at the top of scheduler/src/stack.hpp.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -51,6 +62,9 @@ class RuntimeCore;
 struct RuntimeOptions {
   unsigned workers = 0;                 // 0 = std::thread::hardware_concurrency()
   std::size_t stack_size = 256 * 1024;  // default stack per green thread, bytes
+  // How often idle workers give unused cached stacks (and free heap) back
+  // to the system (see above); zero: never.
+  std::chrono::milliseconds trim_interval{1000};
 };
 
 class Runtime {
@@ -111,6 +125,9 @@ class Runtime {
   // Green threads holding a stack right now (started and not ended); a
   // racy snapshot, for monitoring.
   std::size_t green_threads_with_stack() const noexcept;
+  // Free stacks in the shared pool that still hold memory: what the next
+  // trims may give back (a worker's own cache of up to 64 is not counted).
+  std::size_t stacks_cached() const noexcept;
 
   // One line per live green thread: id, name, and what it is doing
   // ("not started", "parked: join", "runnable or running"). A snapshot for
