@@ -538,7 +538,9 @@ TEST(StreamServer, HelpersEndBeforeTheirConnectionsSocketCloses) {
   rt.run([] {
     std::atomic<int> killed_with_socket_open{0}, killed{0};
     StreamServer server(Address::parse("127.0.0.1:0"), [&](Socket& sock, const Address&) {
+      green::Event helper_running;  // killed before its first run, it would never see the kill
       green::spawn([&] {
+        helper_running.set();
         try {
           green::sleep(10s);
         } catch (const green::GreenletExit&) {
@@ -547,6 +549,7 @@ TEST(StreamServer, HelpersEndBeforeTheirConnectionsSocketCloses) {
           throw;
         }
       });
+      ASSERT_TRUE(helper_running.wait(5s));
       green::Stream stream(sock);
       stream.read_line();  // the client's one line, then the handler returns
     });
