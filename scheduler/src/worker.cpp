@@ -16,6 +16,7 @@
 #include <pthread.h>
 
 #include <boost/context/detail/fcontext.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -422,9 +423,14 @@ Fiber* Worker::pick_fair() {
   for (std::uint32_t i = 0; i < 4 && !f; ++i) {
     switch ((fair_turn_ + i) % 4) {
       case 0:
-        if (!deferred_.empty()) {  // the oldest deferred joiner, so none waits forever
+        // The oldest deferred joiner, so none waits forever; but only one
+        // that was already deferred at the previous fair tick (at least 61
+        // picks ago): a joiner woken just now would run before the siblings
+        // it was deferred behind, the very order deferral exists to keep.
+        if (std::min(deferred_aged_, deferred_.size()) > 0) {
           f = deferred_.front();
           deferred_.erase(deferred_.begin());
+          --deferred_aged_;
         }
         break;
       case 1:
@@ -439,6 +445,7 @@ Fiber* Worker::pick_fair() {
     }
   }
   ++fair_turn_;
+  deferred_aged_ = deferred_.size();  // the oldest first: all of them, by the next tick
   // Starvation guard for local work. Depth-first order alone lets a green
   // thread that keeps spawning and joining children (a chain) starve its
   // older siblings forever on a worker nobody steals from (gevent's

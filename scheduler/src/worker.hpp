@@ -245,6 +245,7 @@ class Worker {
   std::vector<Fiber*> burst_;
   LocalFifo yielded_;  // private FIFO of yielders while nobody is idle
   std::vector<Fiber*> deferred_;  // joiners woken early, innermost last
+  std::size_t deferred_aged_ = 0;  // how many at deferred_'s front were there at the last fair tick
   bool dispatching_io_ = false;   // inside poll_hub(): wakes go to io_wakes_
   std::vector<Fiber*> io_wakes_;  // reserved: never grows inside a poll
   static constexpr std::size_t kIoWakesMax = 1024;
