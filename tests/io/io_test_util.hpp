@@ -18,6 +18,7 @@
 #include <string>
 #include <utility>
 
+#include "test_env.hpp"
 #include "test_util.hpp"
 
 namespace green::io_testing {
@@ -26,16 +27,9 @@ using Clock = std::chrono::steady_clock;
 
 // Connection counts for the large tests, scaled down under sanitizers
 // (which multiply the cost of every green thread and syscall).
-#if defined(GREEN_TEST_TSAN)
-inline constexpr bool kSanitized = true;
-inline constexpr int kScale = 10;  // ThreadSanitizer: 1/10 of the full counts
-#elif defined(GREEN_TEST_SANITIZED)
-inline constexpr bool kSanitized = true;
-inline constexpr int kScale = 5;  // AddressSanitizer: 1/5
-#else
-inline constexpr bool kSanitized = false;
-inline constexpr int kScale = 1;
-#endif
+// AddressSanitizer: 1/5 of the full counts; ThreadSanitizer: 1/10.
+using green::testing::kSanitized;
+inline constexpr int kScale = green::testing::per_build(1, 5, 10);
 
 // True when a socket can be bound to [::1] on this machine.
 inline bool ipv6_loopback_available() {

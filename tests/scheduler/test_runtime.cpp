@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "baton.hpp"
+#include "test_env.hpp"
 #include "test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -25,19 +26,9 @@ using green::testing::wait_until;
 
 namespace {
 
-#if GREEN_TEST_SANITIZED
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#if GREEN_TEST_TSAN
+using green::testing::kSanitized;
 // TSan keeps a trace per live fiber and cannot map more than a few thousand.
-constexpr int kManyAlive = 2'000;
-#elif GREEN_TEST_SANITIZED
-constexpr int kManyAlive = 20'000;
-#else
-constexpr int kManyAlive = 1'000'000;
-#endif
+constexpr int kManyAlive = green::testing::per_build(1'000'000, 20'000, 2'000);
 
 TEST(Runtime, DefaultWorkerCountIsTheCoreCount) {
   green::Runtime rt;

@@ -7,6 +7,7 @@
 
 #include <green/runtime.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <string>
 
@@ -23,9 +24,10 @@ inline std::size_t parked_on(const green::Runtime& rt, const std::string& what) 
   return n;
 }
 
-// Until at least n green threads are parked on `what`; false after 5 s.
-inline bool wait_parked(const green::Runtime& rt, const std::string& what, std::size_t n) {
-  return wait_until([&] { return parked_on(rt, what) >= n; });
+// Until at least n green threads are parked on `what`; false after `limit`.
+inline bool wait_parked(const green::Runtime& rt, const std::string& what, std::size_t n,
+                        std::chrono::steady_clock::duration limit = std::chrono::seconds(5)) {
+  return wait_until([&] { return parked_on(rt, what) >= n; }, limit);
 }
 
 // Until the green thread called `name` is parked for `reason`.

@@ -11,6 +11,7 @@
 
 #include "test_util.hpp"
 #include "parked.hpp"
+#include "test_env.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -28,26 +29,16 @@ using Clock = std::chrono::steady_clock;
 using green::testing::MyError;
 using green::testing::wait_until;
 using green::testing::parked_on;
+using green::testing::wait_parked;
+using green::testing::expect_about;
+using green::testing::on_worker;
+using green::testing::per_build;
 
-#if defined(GREEN_TEST_TSAN)
-constexpr int kStressResults = 2'000;
-#elif defined(GREEN_TEST_SANITIZED)
-constexpr int kStressResults = 5'000;
-#else
-constexpr int kStressResults = 50'000;
-#endif
+constexpr int kStressResults = per_build(50'000, 5'000, 2'000);
 
-// parked.hpp's wait, with a longer bound for the loaded sanitizer runs.
-bool wait_parked(const green::Runtime& rt, const std::string& what, std::size_t n) {
-  return wait_until([&] { return parked_on(rt, what) >= n; }, 20s);
-}
-
-void expect_about(Clock::duration took, Clock::duration t) {
-  EXPECT_GE(took, t - 5ms);
-  EXPECT_LT(took, t + 500ms);
-}
-
-green::SpawnOptions on_worker(unsigned w) { return green::SpawnOptions{.worker = static_cast<int>(w), .pinned = true}; }
+// parked.hpp's wait_parked gets a longer bound here, for the loaded
+// sanitizer runs.
+constexpr auto kParkLimit = 20s;
 
 // ---------------------------------------------------------------------------
 // set / get across green threads and plain threads
@@ -68,7 +59,7 @@ TEST(AsyncResult, OneSetManyGreenAndPlainGetters) {
     std::vector<green::Greenlet<std::string>> getters;
     for (int i = 0; i < kGreen; ++i)
       getters.push_back(green::spawn(on_worker(static_cast<unsigned>(i) % 2), [&] { return ar.get(); }));
-    ASSERT_TRUE(wait_parked(rt, "AsyncResult.get", kGreen));
+    ASSERT_TRUE(wait_parked(rt, "AsyncResult.get", kGreen, kParkLimit));
     green::spawn(on_worker(0), [&] { ar.set("answer"); }).join();
     for (auto& g : getters) EXPECT_EQ(g.get(5s), "answer");
     EXPECT_TRUE(ar.ready());
@@ -92,7 +83,7 @@ TEST(AsyncResult, PlainThreadSetsGreenThreadsGet) {
   green::Runtime rt({.workers = 2});
   std::vector<green::Greenlet<int>> getters;
   for (int i = 0; i < 10; ++i) getters.push_back(rt.spawn([&] { return ar.get(); }));
-  ASSERT_TRUE(wait_parked(rt, "AsyncResult.get", 10));
+  ASSERT_TRUE(wait_parked(rt, "AsyncResult.get", 10, kParkLimit));
   std::thread setter([&] { ar.set(42); });
   setter.join();
   for (auto& g : getters) EXPECT_EQ(g.get(5s), 42);
@@ -130,7 +121,7 @@ TEST(AsyncResult, SetExceptionRethrowsTheSameObjectEverywhere) {
   rt.run([&] {
     std::vector<green::Greenlet<Seen>> getters;
     for (unsigned i = 0; i < 6; ++i) getters.push_back(green::spawn(on_worker(i % 2), catch_it));
-    ASSERT_TRUE(wait_parked(rt, "AsyncResult.get", 6));
+    ASSERT_TRUE(wait_parked(rt, "AsyncResult.get", 6, kParkLimit));
     ar.set_exception(ep);
     for (auto& g : getters) {
       const Seen s = g.get(5s);
@@ -272,7 +263,7 @@ TEST(AsyncResult, OuterTimeoutInterruptsGet) {
     }
     // The interrupted waiters left: a set reaches a new getter as usual.
     auto getter = green::spawn([&] { return ar.get(); });
-    ASSERT_TRUE(wait_parked(rt, "AsyncResult.get", 1));
+    ASSERT_TRUE(wait_parked(rt, "AsyncResult.get", 1, kParkLimit));
     ar.set(1);
     EXPECT_EQ(getter.get(5s), 1);
   });
@@ -291,7 +282,7 @@ TEST(AsyncResult, VoidResult) {
     EXPECT_THROW(done.get(10ms), green::TimeoutError);
     std::vector<green::Greenlet<void>> getters;
     for (unsigned i = 0; i < 10; ++i) getters.push_back(green::spawn(on_worker(i % 2), [&] { done.get(); }));
-    ASSERT_TRUE(wait_parked(rt, "AsyncResult.get", 10));
+    ASSERT_TRUE(wait_parked(rt, "AsyncResult.get", 10, kParkLimit));
     done.set();
     EXPECT_EQ(green::joinall(getters, 5s), getters.size());
     for (auto& g : getters) EXPECT_TRUE(g.successful());
@@ -300,7 +291,7 @@ TEST(AsyncResult, VoidResult) {
     EXPECT_TRUE(done.successful());
 
     auto getter = green::spawn([&] { failed.get(); });
-    ASSERT_TRUE(wait_parked(rt, "AsyncResult.get", 1));
+    ASSERT_TRUE(wait_parked(rt, "AsyncResult.get", 1, kParkLimit));
     failed.set_exception(std::make_exception_ptr(MyError(11)));
     try {
       getter.get(5s);
@@ -334,7 +325,7 @@ TEST(AsyncResult, KillWhileWaiting) {
       return -1;
     });
     auto survivor = green::spawn([&] { return ar.get(); });
-    ASSERT_TRUE(wait_parked(rt, "AsyncResult.get", 3));
+    ASSERT_TRUE(wait_parked(rt, "AsyncResult.get", 3, kParkLimit));
     EXPECT_TRUE(victim.kill());
     EXPECT_TRUE(victim.killed());
     EXPECT_FALSE(returned.load());

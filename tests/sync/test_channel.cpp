@@ -11,6 +11,7 @@
 
 #include "test_util.hpp"
 #include "parked.hpp"
+#include "test_env.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -30,24 +31,14 @@ using green::testing::MyError;
 using green::testing::wait_until;
 using green::testing::parked_on;
 using green::testing::wait_parked;
+using green::testing::expect_about;
+using green::testing::on_worker;
+using green::testing::per_build;
 
 // Every item of the stress crosses workers through a rendezvous (a park and
 // a wake each), so the count is lower than the Queue stress; scaled down
 // further under sanitizers: 100,000 / 20,000 / 5,000 (release/ASan/TSan).
-#if defined(GREEN_TEST_TSAN)
-constexpr int kStressItems = 5'000;
-#elif defined(GREEN_TEST_SANITIZED)
-constexpr int kStressItems = 20'000;
-#else
-constexpr int kStressItems = 100'000;
-#endif
-
-void expect_about(Clock::duration took, Clock::duration t) {
-  EXPECT_GE(took, t - 5ms);
-  EXPECT_LT(took, t + 500ms);
-}
-
-green::SpawnOptions on_worker(unsigned w) { return green::SpawnOptions{.worker = static_cast<int>(w), .pinned = true}; }
+constexpr int kStressItems = per_build(100'000, 20'000, 5'000);
 
 // ---------------------------------------------------------------------------
 // Case 29: exact event orders on one worker.

@@ -10,6 +10,7 @@
 
 #include "test_util.hpp"
 #include "parked.hpp"
+#include "test_env.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -27,28 +28,18 @@ using Clock = std::chrono::steady_clock;
 using green::testing::MyError;
 using green::testing::wait_until;
 using green::testing::parked_on;
+using green::testing::wait_parked;
+using green::testing::expect_about;
+using green::testing::on_worker;
+using green::testing::per_build;
 
 // Ping-pong rounds (each round: two sets, two waits that usually park, two
 // clears, across workers), scaled down under sanitizers.
-#if defined(GREEN_TEST_TSAN)
-constexpr int kRounds = 1'000;
-#elif defined(GREEN_TEST_SANITIZED)
-constexpr int kRounds = 5'000;
-#else
-constexpr int kRounds = 20'000;
-#endif
+constexpr int kRounds = per_build(20'000, 5'000, 1'000);
 
-// parked.hpp's wait, with a longer bound for the loaded sanitizer runs.
-bool wait_parked(const green::Runtime& rt, const std::string& what, std::size_t n) {
-  return wait_until([&] { return parked_on(rt, what) >= n; }, 20s);
-}
-
-void expect_about(Clock::duration took, Clock::duration t) {
-  EXPECT_GE(took, t - 5ms);
-  EXPECT_LT(took, t + 500ms);
-}
-
-green::SpawnOptions on_worker(unsigned w) { return green::SpawnOptions{.worker = static_cast<int>(w), .pinned = true}; }
+// parked.hpp's wait_parked gets a longer bound here, for the loaded
+// sanitizer runs.
+constexpr auto kParkLimit = 20s;
 
 // ---------------------------------------------------------------------------
 // Case 33: 1000 waiters; set(); clear() with no yield in between: all 1000
@@ -68,7 +59,7 @@ void set_then_clear_wakes_all(unsigned workers) {
         if (r) woke_true.fetch_add(1);
       }));
     }
-    ASSERT_TRUE(wait_parked(rt, "Event.wait", kWaiters));
+    ASSERT_TRUE(wait_parked(rt, "Event.wait", kWaiters, kParkLimit));
     ev.set();
     ev.clear();
     EXPECT_FALSE(ev.is_set());
@@ -138,7 +129,7 @@ TEST(Event, AfterClearATimedWaitIsNotReady) {
     EXPECT_FALSE(ev.wait(0ms));
     // A set during a timed wait is seen.
     auto waiter = green::spawn([&] { return ev.wait(10s); });
-    ASSERT_TRUE(wait_parked(rt, "Event.wait", 1));
+    ASSERT_TRUE(wait_parked(rt, "Event.wait", 1, kParkLimit));
     ev.set();
     EXPECT_TRUE(waiter.get(5s));
   });
@@ -162,12 +153,12 @@ TEST(Event, WaitWhileNotifying) {
       ev.wait();
       order.push_back(1);
     });
-    ASSERT_TRUE(wait_parked(rt, "Event.wait", 1));
+    ASSERT_TRUE(wait_parked(rt, "Event.wait", 1, kParkLimit));
     auto w2 = green::spawn([&] {
       ev.wait();
       order.push_back(2);
     });
-    ASSERT_TRUE(wait_parked(rt, "Event.wait", 2));
+    ASSERT_TRUE(wait_parked(rt, "Event.wait", 2, kParkLimit));
     ev.set();
     EXPECT_TRUE(ev.wait());
     order.push_back(3);
@@ -196,7 +187,7 @@ void waiters_woken_on_other_workers(unsigned workers) {
         return green::this_worker();
       }));
     }
-    ASSERT_TRUE(wait_parked(rt, "Event.wait", waiters.size()));
+    ASSERT_TRUE(wait_parked(rt, "Event.wait", waiters.size(), kParkLimit));
     // Set from a green thread pinned on worker 0.
     green::spawn(on_worker(0), [&] { ev.set(); }).join();
     for (unsigned i = 0; i < waiters.size(); ++i) EXPECT_EQ(waiters[i].get(5s), static_cast<int>(i % workers));
@@ -212,7 +203,7 @@ TEST(Event, GreenThreadWaitsPlainThreadSets) {
   green::Event ev;
   green::Runtime rt({.workers = 2});
   auto waiter = rt.spawn([&] { return ev.wait(30s); });
-  ASSERT_TRUE(wait_parked(rt, "Event.wait", 1));
+  ASSERT_TRUE(wait_parked(rt, "Event.wait", 1, kParkLimit));
   std::thread plain([&] { ev.set(); });
   plain.join();
   EXPECT_TRUE(waiter.get(5s));
@@ -356,7 +347,7 @@ TEST(Event, KillWhileWaiting) {
       return -1;
     });
     auto survivor = green::spawn([&] { return ev.wait(30s); });
-    ASSERT_TRUE(wait_parked(rt, "Event.wait", 3));
+    ASSERT_TRUE(wait_parked(rt, "Event.wait", 3, kParkLimit));
     EXPECT_TRUE(victim.kill());
     EXPECT_TRUE(victim.killed());
     EXPECT_FALSE(returned.load());

@@ -11,6 +11,7 @@
 
 #include "test_util.hpp"
 #include "parked.hpp"
+#include "test_env.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -34,15 +35,10 @@ using green::testing::parked_on;
 using green::testing::wait_parked;
 using Clock = std::chrono::steady_clock;
 
-#if GREEN_TEST_TSAN
-constexpr int kScaleDown = 20;
-#elif GREEN_TEST_SANITIZED
-constexpr int kScaleDown = 4;
-#else
-constexpr int kScaleDown = 1;
-#endif
+using green::testing::all_workers;
 
-unsigned all_workers() { return std::max(2u, std::thread::hardware_concurrency()); }
+// Rounds per stress test: 1/4 under sanitizers, 1/20 under ThreadSanitizer.
+constexpr int kScaleDown = green::testing::per_build(1, 4, 20);
 
 // ===========================================================================
 // Lock

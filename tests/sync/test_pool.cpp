@@ -11,6 +11,7 @@
 
 #include "test_util.hpp"
 #include "parked.hpp"
+#include "test_env.hpp"
 
 #include <algorithm>
 #include <array>
@@ -34,13 +35,8 @@ using green::testing::parked_on;
 using green::testing::wait_parked;
 using Clock = std::chrono::steady_clock;
 
-#if GREEN_TEST_TSAN
-constexpr int kScaleDown = 10;
-#elif GREEN_TEST_SANITIZED
-constexpr int kScaleDown = 2;
-#else
-constexpr int kScaleDown = 1;
-#endif
+// Calls per stress test: 1/2 under sanitizers, 1/10 under ThreadSanitizer.
+constexpr int kScaleDown = green::testing::per_build(1, 2, 10);
 
 std::vector<int> iota_vec(int n) {
   std::vector<int> v(static_cast<std::size_t>(n));

@@ -18,6 +18,7 @@
 
 #include "test_util.hpp"
 #include "parked.hpp"
+#include "test_env.hpp"
 
 #include <algorithm>
 #include <array>
@@ -45,29 +46,16 @@ using green::testing::spin_for;
 using green::testing::wait_until;
 using green::testing::parked_on;
 using green::testing::wait_parked;
+using green::testing::all_workers;
+using green::testing::expect_about;
+using green::testing::on_worker;
+using green::testing::per_build;
 
 // Stress sizes. The issue asks for 1,000,000 items across workers; under
 // sanitizers every synchronising operation costs 5-20x more, so the counts
 // are scaled down there: 100,000 under ASan/UBSan, 20,000 under TSan.
-#if defined(GREEN_TEST_TSAN)
-constexpr int kStressItems = 20'000;
-constexpr int kRaceItems = 5'000;
-#elif defined(GREEN_TEST_SANITIZED)
-constexpr int kStressItems = 100'000;
-constexpr int kRaceItems = 20'000;
-#else
-constexpr int kStressItems = 1'000'000;
-constexpr int kRaceItems = 100'000;
-#endif
-
-// Timeouts take about T: not (much) less, and not absurdly more on a noisy
-// machine.
-void expect_about(Clock::duration took, Clock::duration t) {
-  EXPECT_GE(took, t - 5ms);
-  EXPECT_LT(took, t + 500ms);
-}
-
-green::SpawnOptions on_worker(unsigned w) { return green::SpawnOptions{.worker = static_cast<int>(w), .pinned = true}; }
+constexpr int kStressItems = per_build(1'000'000, 100'000, 20'000);
+constexpr int kRaceItems = per_build(100'000, 20'000, 5'000);
 
 // ---------------------------------------------------------------------------
 // Case 25: bounded put. Queue(2): the putter of a, b, c stops after b; a
@@ -1084,8 +1072,6 @@ void cross_worker_stress(unsigned workers, std::size_t maxsize) {
   EXPECT_TRUE(q.empty());
 }
 
-unsigned machine_workers() { return std::max(2u, std::thread::hardware_concurrency()); }
-
 TEST(QueueStress, CrossWorkerBounded2Workers) { cross_worker_stress(2, 64); }
 TEST(QueueStress, CrossWorkerUnbounded2Workers) { cross_worker_stress(2, 0); }
 
@@ -1126,12 +1112,12 @@ TEST(QueueStress, PinnedConsumersWokenFromPlainThreadsAndAWorkerLoseNoWake) {
 
 // At the machine's worker count; on a 2-core machine that is the case above.
 TEST(QueueStress, CrossWorkerBoundedAllWorkers) {
-  if (machine_workers() == 2) GTEST_SKIP() << "2 cores: same as CrossWorkerBounded2Workers";
-  cross_worker_stress(machine_workers(), 64);
+  if (all_workers() == 2) GTEST_SKIP() << "2 cores: same as CrossWorkerBounded2Workers";
+  cross_worker_stress(all_workers(), 64);
 }
 TEST(QueueStress, CrossWorkerUnboundedAllWorkers) {
-  if (machine_workers() == 2) GTEST_SKIP() << "2 cores: same as CrossWorkerUnbounded2Workers";
-  cross_worker_stress(machine_workers(), 0);
+  if (all_workers() == 2) GTEST_SKIP() << "2 cores: same as CrossWorkerUnbounded2Workers";
+  cross_worker_stress(all_workers(), 0);
 }
 
 // Plain threads call put()/get() directly (blocking on a futex) beside

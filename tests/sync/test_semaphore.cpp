@@ -11,6 +11,7 @@
 
 #include "test_util.hpp"
 #include "parked.hpp"
+#include "test_env.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -31,15 +32,10 @@ using green::testing::parked_on;
 using green::testing::wait_parked;
 using Clock = std::chrono::steady_clock;
 
-#if GREEN_TEST_TSAN
-constexpr int kScaleDown = 10;
-#elif GREEN_TEST_SANITIZED
-constexpr int kScaleDown = 4;
-#else
-constexpr int kScaleDown = 1;
-#endif
+using green::testing::all_workers;
 
-unsigned all_workers() { return std::max(2u, std::thread::hardware_concurrency()); }
+// Rounds per stress test: 1/4 under sanitizers, 1/10 under ThreadSanitizer.
+constexpr int kScaleDown = green::testing::per_build(1, 4, 10);
 
 // ---------------------------------------------------------------------------
 // Case 37: basics.
@@ -209,14 +205,11 @@ TEST(Semaphore, LockGuardReleasesWhenTheBodyThrows) {
 // hand-off the third one is served and the chains stop. gevent's version
 // grows the chains forever when the lock is unfair; here each chain gives up
 // at kMaxDepth links, which fails the test instead of exhausting memory.
-#if GREEN_TEST_TSAN
-// Two chains of live green threads, each link a TSan fiber; TSan runs out of
-// room for fibers past a few thousand. The scheduler rescues starved local
-// work after about 500 picks, so a fair run stays near 1,000 links.
-constexpr int kMaxDepth = 1'500;
-#else
-constexpr int kMaxDepth = 2'000;
-#endif
+// Under TSan: two chains of live green threads, each link a TSan fiber; TSan
+// runs out of room for fibers past a few thousand. The scheduler rescues
+// starved local work after about 500 picks, so a fair run stays near 1,000
+// links.
+constexpr int kMaxDepth = green::testing::per_build(2'000, 2'000, 1'500);
 
 struct FairChains {
   green::Semaphore sem{1};
