@@ -141,13 +141,34 @@ TEST(Local, ManyGreenThreadsEachDestroyTheirValue) {
   EXPECT_EQ(Counted::live.load(), live0);
 }
 
+// A value is made on a green thread's first access to that local, and to no
+// other. Every green thread here uses `other` (of the same type) while `slot`
+// stays untouched: one value each, none for `slot`. Then one access to
+// `slot` makes exactly one value more, so the count does see `slot`.
 TEST(Local, UntouchedLocalCreatesNothing) {
-  green::Runtime rt({.workers = 1});
+  green::Runtime rt({.workers = 2});
   green::local<Counted> slot;
+  green::local<Counted> other;
   const int made0 = Counted::constructed.load();
-  rt.run([] { green::yield(); });
-  EXPECT_EQ(Counted::constructed.load(), made0);
-  (void)slot;
+  const int live0 = Counted::live.load();
+  rt.run([&] {
+    constexpr int kThreads = 8;
+    std::vector<green::Greenlet<bool>> gs;
+    for (int i = 0; i < kThreads; ++i)
+      gs.push_back(green::spawn([&, i] {
+        other->value = i;
+        green::yield();
+        return other->value == i;
+      }));
+    for (auto& g : gs) EXPECT_TRUE(g.get(10s));
+    other->value = -1;  // this green thread too
+    EXPECT_EQ(Counted::constructed.load() - made0, kThreads + 1)
+        << "values made while only `other` was used: one per green thread that used it";
+    EXPECT_EQ(Counted::live.load() - live0, 1) << "only this green thread's `other` is left";
+    EXPECT_EQ(green::spawn([&] { return slot->value; }).get(10s), 0);
+    EXPECT_EQ(Counted::constructed.load() - made0, kThreads + 2) << "the first access to `slot` made one value";
+  });
+  EXPECT_EQ(Counted::live.load(), live0);
 }
 
 TEST(Local, FollowsTheGreenThreadAcrossWorkers) {

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <memory>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -30,9 +31,30 @@ using green::testing::kSanitized;
 // TSan keeps a trace per live fiber and cannot map more than a few thousand.
 constexpr int kManyAlive = green::testing::per_build(1'000'000, 20'000, 2'000);
 
+long os_thread_id() { return syscall(SYS_gettid); }  // a real syscall: never cached
+
+// One worker per core by default. The core count is the OS's (sysconf), not
+// the runtime's own expression again, and the workers are counted where they
+// run, not only as workers() reports them: a green thread pinned to each
+// index answers from an OS thread of its own, and there is no index past the
+// last.
 TEST(Runtime, DefaultWorkerCountIsTheCoreCount) {
+  const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  ASSERT_GT(cores, 0);
+  const auto n = static_cast<unsigned>(cores);
   green::Runtime rt;
-  EXPECT_EQ(rt.workers(), std::max(1u, std::thread::hardware_concurrency()));
+  EXPECT_EQ(rt.workers(), n);
+  std::set<long> threads;
+  for (unsigned w = 0; w < n; ++w) {
+    try {
+      threads.insert(rt.spawn({.worker = static_cast<int>(w), .pinned = true}, [] { return os_thread_id(); })
+                         .get(30s));
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "worker " << w << " of " << n << ": " << e.what();
+    }
+  }
+  EXPECT_EQ(threads.size(), std::size_t{n}) << "OS threads running the " << n << " workers";
+  EXPECT_THROW(rt.spawn({.worker = static_cast<int>(n)}, [] {}), green::Error) << "a worker past the core count";
 }
 
 // Spawns aimed at another worker go through its inbox; they start in the
@@ -114,8 +136,6 @@ TEST(Runtime, PingPongDoesNotStarveACpuBoundGreenThread) {
     EXPECT_GT(exchanges.load(), 100);
   });
 }
-
-long os_thread_id() { return syscall(SYS_gettid); }  // a real syscall: never cached
 
 TEST(Runtime, GreenThreadMigratesAndKeepsItsExceptionState) {
   green::Runtime rt({.workers = 2});

@@ -36,6 +36,7 @@ using green::testing::wait_parked;
 using Clock = std::chrono::steady_clock;
 
 using green::testing::all_workers;
+using green::testing::on_worker;
 
 // Rounds per stress test: 1/4 under sanitizers, 1/20 under ThreadSanitizer.
 constexpr int kScaleDown = green::testing::per_build(1, 4, 20);
@@ -629,22 +630,29 @@ TEST(RLock, IsOwnedOnlyByTheOwnerUntilTheLastRelease) {
 }
 
 // Ownership belongs to the green thread, not to the worker it runs on: it
-// holds across yields and sleeps, whether or not the green thread moves to
-// another worker meanwhile (migration is likely here, not required).
+// holds while the owner moves between workers, and the moves are made to
+// happen and counted. A wake puts a green thread on the waker's worker
+// (DESIGN.md 5.2), so the owner joins a child pinned to the other worker and
+// resumes there, unless the idle worker steals it back first (which happens:
+// see Runtime.GreenThreadMigratesAndKeepsItsExceptionState); it hops until it
+// has moved kMoves times, within kMaxHops. Meanwhile contenders pinned to
+// each worker try the lock all along: one sharing a worker with the owner
+// must not get it either.
 TEST(RLock, OwnershipStaysWithAMigratingGreenThread) {
   green::Runtime rt({.workers = 2});
   rt.run([] {
+    constexpr int kMoves = 20, kMaxHops = 2000;
     green::RLock rl;
-    std::atomic<bool> stop{false};
-    std::atomic<int> contender_got{0};
-    // Keep both workers busy (so that idle workers steal, and the owner
-    // moves) and try the lock all along.
+    std::atomic<bool> stop{false}, held{false};
+    std::atomic<int> contender_got{0}, got_while_held{0};
     std::vector<green::Greenlet<void>> contenders;
-    for (int i = 0; i < 4; ++i) {
-      contenders.push_back(green::spawn([&] {
+    for (unsigned i = 0; i < 4; ++i) {
+      contenders.push_back(green::spawn(on_worker(i % 2), [&] {
         int n = 0;
         while (!stop.load()) {
           if (rl.try_lock()) {
+            // `held` is cleared before the owner's last release.
+            if (held.load()) got_while_held.fetch_add(1);
             contender_got.fetch_add(1);
             rl.unlock();
           }
@@ -657,39 +665,50 @@ TEST(RLock, OwnershipStaysWithAMigratingGreenThread) {
         }
       }));
     }
-    std::set<int> workers_seen;
     auto owner = green::spawn([&] {
       rl.lock();
       rl.lock();
-      workers_seen.insert(green::this_worker());
-      for (int i = 0; i < 600; ++i) {
+      held.store(true);
+      std::set<int> workers_seen{green::this_worker()};
+      int moves = 0;
+      for (int hop = 0; hop < kMaxHops && moves < kMoves; ++hop) {
+        const int before = green::this_worker();
+        green::spawn(on_worker(static_cast<unsigned>(1 - before)), [] { green::yield(); }).join();
+        const int after = green::this_worker();
+        if (after != before) ++moves;
+        workers_seen.insert(after);
+        EXPECT_TRUE(rl.is_owned()) << "lost ownership after moving from worker " << before << " to " << after;
+        EXPECT_EQ(rl.count(), 2u);
+        // A sleep and a yield on the worker it is on now: still the owner.
         spin_for(20us);
-        if (i % 2) {
+        if (hop % 2) {
           green::sleep(200us);
         } else {
           green::yield();
         }
-        workers_seen.insert(green::this_worker());
-        EXPECT_TRUE(rl.is_owned()) << "lost ownership after a switch, on worker "
-                                   << green::this_worker();
+        EXPECT_TRUE(rl.is_owned()) << "lost ownership after a switch, on worker " << green::this_worker();
         EXPECT_EQ(rl.count(), 2u);
       }
+      held.store(false);
       rl.unlock();
       EXPECT_TRUE(rl.is_owned());
       rl.unlock();
       EXPECT_FALSE(rl.is_owned());
+      EXPECT_EQ(workers_seen.size(), 2u) << "the owner never ran on both workers";
+      return moves;
     });
-    EXPECT_TRUE(owner.join(30s));
-    EXPECT_NO_THROW(owner.get());
+    ASSERT_TRUE(owner.join(60s));
+    int moves = 0;
+    EXPECT_NO_THROW(moves = owner.get());
     stop.store(true);
     EXPECT_EQ(green::joinall(contenders, 10s), contenders.size());
-    // The contender may have taken it before the owner did or after it let
-    // go, never in between: checked by the owner's is_owned()/count().
+    EXPECT_EQ(moves, kMoves) << "the owner changed workers " << moves << " times in " << kMaxHops
+                             << " hops: ownership across a migration was not tested";
+    EXPECT_EQ(got_while_held.load(), 0) << "a contender took the RLock while the owner held it";
+    // The contenders took it before the owner did or after it let go, never
+    // in between (got_while_held above, and the owner's is_owned()/count()).
     EXPECT_FALSE(rl.locked());
-    ::testing::Test::RecordProperty("workers_seen", static_cast<int>(workers_seen.size()));
-    if (workers_seen.size() > 1) {
-      SUCCEED() << "the owner migrated between workers and kept ownership";
-    }
+    ::testing::Test::RecordProperty("contender_got", contender_got.load());
   });
 }
 
