@@ -173,14 +173,19 @@ void StreamServer::stop(std::chrono::steady_clock::duration grace) {
     stopped_.wait();
     return;
   }
-  // Stop accepting at once: shutdown() makes a listening socket refuse new
-  // connections and fail accept() with EINVAL, without closing the fd.
+  // Stop accepting at once: shutdown() makes a TCP listening socket refuse
+  // new connections and fail accept() with EINVAL, without closing the fd.
   // Under load a killed acceptor may wait its turn in a queue for a while,
-  // and the port must not take connections meanwhile.
-  for (Socket& l : listeners_) {
-    try {
-      l.shutdown(SHUT_RDWR);
-    } catch (const SystemError&) {
+  // and the port must not take connections meanwhile. Not for a Unix
+  // socket: there accept() then fails with EAGAIN while the socket keeps
+  // reporting readiness, and the acceptor would spin without ever reaching
+  // the blocking call where its kill is delivered.
+  if (address_.family() != AF_UNIX) {
+    for (Socket& l : listeners_) {
+      try {
+        l.shutdown(SHUT_RDWR);
+      } catch (const SystemError&) {
+      }
     }
   }
   // The acceptors are killed (they may be parked in accept() or waiting for
