@@ -120,7 +120,11 @@ TEST(Hostile, SigtermWhileAWriterIsBlockedOnANonReader) {
 TEST(Hostile, SigtermUnderLoadStopsAcceptingAtOnceAndExitsWithinTwoSeconds) {
   Server s = chat_server();
   Client watcher = join(s.port(), "watcher");
+#ifdef GREEN_TEST_TSAN
+  const int users = 20;
+#else
   const int users = kSanitized ? 50 : 200;
+#endif
   // Far more lines than the test lasts for. Its complaints when the server
   // goes away are captured (and dropped).
   Child load(GREEN_E2E_CHAT_LOAD,
@@ -128,17 +132,25 @@ TEST(Hostile, SigtermUnderLoadStopsAcceptingAtOnceAndExitsWithinTwoSeconds) {
               "--timeout", "300"},
              /*capture_stderr=*/true);
   // The load is on once the watcher has seen this many of its lines.
-  for (int seen = 0; seen < (kSanitized ? 2000 : 20000);) {
+  for (int seen = 0; seen < (kSanitized ? 1000 : 20000);) {
     if (!watcher.line(deadline_in(4 * kWait)).starts_with("## ")) ++seen;
   }
   s.child().terminate();
   const auto t0 = Clock::now();
-  const auto limit_refused = kSanitized ? 10s : 1s;
+  // The requirement (1 s, 2 s) holds in the release build. The sanitizers
+  // slow the server 5-15 times, and ThreadSanitizer also defers a signal's
+  // handler to the receiving thread's next intercepted call.
+#ifdef GREEN_TEST_TSAN
+  const auto limit_refused = 30s, limit_exit = 40s;
+#else
+  const auto limit_refused = kSanitized ? 10s : 1s, limit_exit = kSanitized ? 20s : 2s;
+#endif
   while (!refused(s.port())) {
     if (Clock::now() - t0 > limit_refused) FAIL() << "still accepting connections " << limit_refused.count() << " s after SIGTERM";
   }
   const auto refused_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
-  const auto st = s.child().wait_exit(t0 + (kSanitized ? 20s : 2s));
+  EXPECT_LE(refused_ms, std::chrono::duration_cast<std::chrono::milliseconds>(limit_refused).count());
+  const auto st = s.child().wait_exit(t0 + limit_exit);
   const auto exit_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
   ASSERT_TRUE(st.has_value()) << "still running " << exit_ms << " ms after SIGTERM";
   ASSERT_TRUE(WIFEXITED(*st)) << "killed by signal " << WTERMSIG(*st);
