@@ -26,6 +26,7 @@
 #include <cstdlib>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -80,6 +81,15 @@ inline std::optional<std::string> take_line(std::string& buf) {
 }
 
 // ---------------------------------------------------------------- processes
+
+// The resident set of a running process, in KiB (fails once it is gone).
+inline long vm_rss_kb(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  fail("no VmRSS for process " + std::to_string(pid));
+}
 
 class Child {
  public:

@@ -6,7 +6,6 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <fstream>
 
 #include "chat_util.hpp"
 #include "e2e_util.hpp"
@@ -27,21 +26,6 @@ std::chrono::milliseconds stop_within(Server& s, Clock::duration limit) {
 }
 
 std::string line_of(std::size_t bytes, char fill = 'x') { return std::string(bytes - 1, fill) + "\n"; }
-
-// The resident set of a process, in KiB (0 once it is gone).
-long rss_kb(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string key;
-  long value = 0;
-  while (status >> key) {
-    if (key == "VmRSS:") {
-      status >> value;
-      return value;
-    }
-    status.ignore(1 << 10, '\n');
-  }
-  return 0;
-}
 
 // Whether a connection to the port is refused now (nobody accepts there).
 bool refused(std::uint16_t port) {
@@ -186,7 +170,7 @@ TEST(Hostile, BacklogOfANonReaderIsBoundedInBytes) {
   Server s = chat_server({"--grace", "120"});  // the default --max-backlog: 1 MiB
   Client slow = join(s.port(), "slow", 4096);
   Client talker = join(s.port(), "talker");
-  const long before_kb = rss_kb(s.child().pid());
+  const long before_kb = vm_rss_kb(s.child().pid());
   const std::string line = line_of(4000);
   std::string chunk;
   for (int i = 0; i < 25; ++i) chunk += line;  // 100 KB
@@ -194,7 +178,7 @@ TEST(Hostile, BacklogOfANonReaderIsBoundedInBytes) {
   const int chunks = kSanitized ? 100 : 400;  // 10 or 40 MB
   for (int i = 0; i < chunks; ++i) {
     talker.send(chunk, deadline_in(2 * kWait));
-    peak_kb = std::max(peak_kb, rss_kb(s.child().pid()));
+    peak_kb = std::max(peak_kb, vm_rss_kb(s.child().pid()));
   }
   talker.send("last\n");
   // It gets what was on its way, then the notice and the end.

@@ -32,14 +32,6 @@ constexpr int kConnections = 15000;
 #endif
 constexpr int kBatch = 500;  // connections opened (and echoing) at once
 
-long vm_rss_kb(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  fail("no VmRSS for process " + std::to_string(pid));
-}
-
 // Resident kB of the green-thread stacks: the anonymous read-write mappings
 // of exactly the default stack size (256 KiB; a guarded stack's guard page
 // is a mapping of its own) and the slabs of 64 such stacks plus a page
