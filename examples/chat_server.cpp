@@ -413,7 +413,7 @@ int main(int argc, char** argv) {
       auto stop = [&] {
         room.broadcast("## the server is shutting down.\n");
         room.drop_all();
-        server.stop(std::chrono::seconds(1));
+        server.stop(std::chrono::milliseconds(500));  // then the rest are killed: all done within 2 s
       };
       green::SignalHandler on_int(SIGINT, stop);
       green::SignalHandler on_term(SIGTERM, stop);
