@@ -17,9 +17,9 @@
 namespace green {
 
 template <class T>
-class Channel : public detail::BasicQueue<T, detail::FifoStore<T>> {
+class Channel : public detail::BasicQueue<T, detail::RendezvousStore<T>> {
  public:
-  Channel() : detail::BasicQueue<T, detail::FifoStore<T>>(0, true) {}
+  Channel() : Channel::BasicQueue(0) {}
 };
 
 }  // namespace green

@@ -46,7 +46,7 @@
 #include <vector>
 
 #include "green/current.hpp"
-#include "green/detail/park_on.hpp"
+#include "green/detail/queue_core.hpp"
 #include "green/errors.hpp"
 
 namespace green {
@@ -69,8 +69,13 @@ class QueueClosed : public Error {
 
 namespace detail {
 
+// The stores: where a queue keeps its items, in the order get() takes them.
+// Each says whether it holds items at all (kHoldsItems); the core only sees
+// the capacity that follows from it.
+
 template <class T>
 struct FifoStore {
+  static constexpr bool kHoldsItems = true;
   std::deque<T> items;
   void push(T&& v) { items.push_back(std::move(v)); }
   T pop() {
@@ -83,6 +88,7 @@ struct FifoStore {
 
 template <class T>
 struct LifoStore {
+  static constexpr bool kHoldsItems = true;
   std::vector<T> items;
   void push(T&& v) { items.push_back(std::move(v)); }
   T pop() {
@@ -97,6 +103,7 @@ struct LifoStore {
 // heapq order, which gevent's PriorityQueue uses).
 template <class T, class Compare>
 struct HeapStore {
+  static constexpr bool kHoldsItems = true;
   std::vector<T> items;
   Compare less{};
   bool greater(const T& a, const T& b) const { return less(b, a); }
@@ -113,54 +120,49 @@ struct HeapStore {
   const T& peek() const { return items.front(); }
 };
 
-// What a waiting putter learns when it is woken (Waiter::tag).
-enum PutOutcome : std::uintptr_t { kPutPending = 0, kPutTaken = 1, kPutClosed = 2 };
+// Holds nothing: every put waits for a getter to take its item (Channel).
+template <class T>
+struct RendezvousStore {
+  static constexpr bool kHoldsItems = false;
+};
 
-// The queue machinery shared by every queue type and by Channel. With
-// `rendezvous` it stores nothing: a put waits until a getter takes its item.
+// A queue of T kept in Store: the item storage and the moves that depend on
+// T. The protocol (who waits, who is served, close, timeouts) is QueueCore's,
+// compiled once for every item type.
 template <class T, class Store>
-class BasicQueue {
+class BasicQueue : protected QueueCore {
   static_assert(std::movable<T>, "green queues need a movable item type");
 
  public:
   using value_type = T;
 
-  BasicQueue(const BasicQueue&) = delete;
-  BasicQueue& operator=(const BasicQueue&) = delete;
-  // Destroying a queue that somebody still waits on is a bug in the caller.
-  ~BasicQueue() = default;
-
   // ---- putting ------------------------------------------------------------
   // Adds v, waiting while the queue is full. Throws QueueClosed.
-  void put(T v) { put_until(std::move(v), kNoDeadline, true); }
+  void put(T v) { put_item(&v, kNoDeadline, true); }
   // As put(), waiting at most `timeout`; then throws QueueFull.
-  void put(T v, Clock::duration timeout) { put_until(std::move(v), deadline_after(timeout), true); }
+  void put(T v, Clock::duration timeout) { put_item(&v, deadline_after(timeout), true); }
   // Adds v only if that needs no waiting; else throws QueueFull.
-  void put_nowait(T v) { put_until(std::move(v), kNoDeadline, false); }
+  void put_nowait(T v) { put_item(&v, kNoDeadline, false); }
   // As put_nowait(), but reports a full queue by returning false, leaving v
   // untouched (no exception on the hot path of a broadcast). Throws
   // QueueClosed.
-  bool try_put(T& v) {
-    std::lock_guard g(lock_);
-    if (closed_) throw QueueClosed();
-    return put_locked(v);
-  }
+  bool try_put(T& v) { return try_put_item(&v); }
 
   // ---- getting ------------------------------------------------------------
   // Removes and returns the next item, waiting while there is none. Throws
   // QueueClosed once the queue is closed and drained.
-  T get() { return unwrap(get_until(kNoDeadline, true)); }
+  T get() { return take(kNoDeadline, true); }
   // As get(), waiting at most `timeout`; then throws QueueEmpty.
-  T get(Clock::duration timeout) { return unwrap(get_until(deadline_after(timeout), true)); }
+  T get(Clock::duration timeout) { return take(deadline_after(timeout), true); }
   // Returns the next item if there is one now; else throws QueueEmpty (or
   // QueueClosed when closed and drained).
-  T get_nowait() { return unwrap(get_until(kNoDeadline, false)); }
+  T get_nowait() { return take(kNoDeadline, false); }
   // The next item if there is one now, else nullopt (closed or not): for
   // draining what is queued without exceptions.
   std::optional<T> try_get() {
-    std::lock_guard g(lock_);
-    if (store_.items.empty() && !rendezvous_) return std::nullopt;
-    return take_locked();
+    std::optional<T> slot;
+    try_get_item(&slot);
+    return slot;
   }
   // Moves the items there now, at most `max`, to `out` in the order get()
   // would return them, and returns how many; never waits (0 when empty,
@@ -170,47 +172,35 @@ class BasicQueue {
   // one go (a writer sending every queued line in one write).
   template <std::output_iterator<T> Out>
   std::size_t try_get_many(Out out, std::size_t max = static_cast<std::size_t>(-1)) {
-    std::lock_guard g(lock_);
-    std::size_t n = 0;
-    for (; n < max; ++n) {
-      std::optional<T> v = take_locked();
-      if (!v) break;
-      *out = std::move(*v);
-      ++out;
-    }
-    return n;
+    std::optional<T> slot;
+    auto sink = [](void* o, void* s) {
+      Out& it = *static_cast<Out*>(o);
+      *it = std::move(*slot_at(s));
+      ++it;
+      slot_at(s).reset();
+    };
+    return try_get_items(&slot, max, sink, &out);
   }
+
+  // The next item, left in the queue (a copy); waits while there is none.
+  // Throws QueueClosed when closed and drained; QueueEmpty on timeout;
+  // peek_nowait() throws QueueEmpty at once. Not on a Channel.
+  T peek() requires Store::kHoldsItems { return peek_until(kNoDeadline, true); }
+  T peek(Clock::duration timeout) requires Store::kHoldsItems { return peek_until(deadline_after(timeout), true); }
+  T peek_nowait() requires Store::kHoldsItems { return peek_until(kNoDeadline, false); }
 
   // ---- state ----------------------------------------------------------------
   // Items queued now (not counting items of putters still waiting).
-  std::size_t size() const {
-    std::lock_guard g(lock_);
-    return store_.items.size();
-  }
+  using QueueCore::size;
   bool empty() const { return size() == 0; }
   // True when a put() would wait now.
-  bool full() const {
-    std::lock_guard g(lock_);
-    return rendezvous_ ? getters_.empty() : (maxsize_ != 0 && store_.items.size() >= maxsize_);
-  }
+  using QueueCore::full;
   // The bound given at construction; 0 = unbounded.
-  std::size_t maxsize() const noexcept { return maxsize_; }
+  using QueueCore::maxsize;
 
   // Ends the queue (see the header comment). Idempotent.
-  void close() {
-    std::lock_guard g(lock_);
-    closed_ = true;
-    getters_.wake_all();  // their slots stay empty: they see QueueClosed
-    while (Waiter* p = putters_.pop_front()) {
-      p->tag = kPutClosed;
-      if (!wake(*p)) p->tag = kPutPending;
-    }
-    peekers_.wake_all();
-  }
-  bool closed() const {
-    std::lock_guard g(lock_);
-    return closed_;
-  }
+  using QueueCore::close;
+  using QueueCore::closed;
 
   // ---- iteration: for (auto& item : queue) ... until closed and drained ----
   class iterator {
@@ -222,7 +212,8 @@ class BasicQueue {
     T& operator*() const { return *item_; }
     T* operator->() const { return &**this; }
     iterator& operator++() {
-      item_ = q_->get_until(kNoDeadline, true);
+      item_.reset();
+      q_->get_item(&item_, kNoDeadline, true);
       return *this;
     }
     void operator++(int) { ++*this; }
@@ -237,147 +228,48 @@ class BasicQueue {
   std::default_sentinel_t end() const noexcept { return {}; }
 
  protected:
-  BasicQueue(std::size_t maxsize, bool rendezvous) : maxsize_(maxsize), rendezvous_(rendezvous) {}
-
-  // Returns a copy of the next item without removing it.
-  T peek_until(Deadline deadline, bool block) {
-    std::unique_lock lk(lock_);
-    for (;;) {
-      if (!store_.items.empty()) return store_.peek();
-      if (closed_) throw QueueClosed();
-      if (!block) throw QueueEmpty();
-      Waiter w;
-      if (!park_on(lk, peekers_, w, deadline, "Queue.peek")) throw QueueEmpty();
-      lk.lock();
-    }
-  }
-
-  // JoinableQueue's bookkeeping: items put and not yet task_done().
-  void task_done() {
-    std::lock_guard g(lock_);
-    if (unfinished_ == 0) throw Error("green::JoinableQueue::task_done: called more times than items were put");
-    if (--unfinished_ == 0) joiners_.wake_all();
-  }
-  bool join_until(Deadline deadline) {
-    std::unique_lock lk(lock_);
-    if (unfinished_ == 0) return true;
-    Waiter w;
-    if (park_on(lk, joiners_, w, deadline, "JoinableQueue.join")) return true;
-    std::lock_guard g(lock_);
-    return unfinished_ == 0;
-  }
-  std::size_t unfinished_tasks() const {
-    std::lock_guard g(lock_);
-    return unfinished_;
-  }
+  explicit BasicQueue(std::size_t maxsize)
+      : QueueCore(Store::kHoldsItems ? (maxsize == 0 ? kUnbounded : maxsize) : 0, kOps) {}
 
  private:
-  static T unwrap(std::optional<T>&& v) {
-    if (!v) throw QueueClosed();
-    return std::move(*v);
-  }
-
-  // Under lock_: gives v to the longest-waiting getter. The item moves into
-  // the getter's slot before its wake() (once woken it may return at once)
-  // and moves back if the wake fails (it timed out or was killed).
-  bool hand_to_getter(T& v) {
-    while (Waiter* g = getters_.pop_front()) {
-      auto* slot = static_cast<std::optional<T>*>(g->payload);
-      slot->emplace(std::move(v));
-      if (wake(*g)) return true;
-      v = std::move(**slot);
-      slot->reset();
-    }
-    return false;
-  }
-
-  // Under lock_: takes the item of the longest-waiting putter.
-  std::optional<T> take_from_putter() {
-    while (Waiter* p = putters_.pop_front()) {
-      T* item = static_cast<T*>(p->payload);
-      std::optional<T> v(std::move(*item));
-      p->tag = kPutTaken;
-      if (wake(*p)) return v;
-      *item = std::move(*v);
-      p->tag = kPutPending;
-    }
-    return std::nullopt;
-  }
-
-  // Under lock_: hands v to a getter or stores it, if that needs no
-  // waiting. False (v untouched) when the queue is full.
-  bool put_locked(T& v) {
-    if (hand_to_getter(v)) {
-      ++unfinished_;
-      return true;
-    }
-    if (!rendezvous_ && (maxsize_ == 0 || store_.items.size() < maxsize_)) {
-      store_.push(std::move(v));
-      ++unfinished_;
-      peekers_.wake_all();
-      return true;
-    }
-    return false;
-  }
-
-  // Under lock_: the next item (moving a waiting putter's item in behind
-  // it), or nullopt when none is there.
-  std::optional<T> take_locked() {
-    if (!store_.items.empty()) {
-      std::optional<T> v(store_.pop());
-      // Room was made: the longest-waiting putter's item moves in.
-      if (!putters_.empty()) {
-        if (auto next = take_from_putter()) {
-          store_.push(std::move(*next));
-          ++unfinished_;
-        }
-      }
-      return v;
-    }
-    if (rendezvous_) {
-      if (auto v = take_from_putter()) {
-        ++unfinished_;
-        return v;
-      }
-    }
-    return std::nullopt;
-  }
-
-  void put_until(T v, Deadline deadline, bool block) {
-    std::unique_lock lk(lock_);
-    if (closed_) throw QueueClosed();
-    if (put_locked(v)) return;
-    if (!block) throw QueueFull();
-    Waiter w;
-    w.payload = &v;
-    w.tag = kPutPending;
-    if (!park_on(lk, putters_, w, deadline, "Queue.put")) throw QueueFull();
-    if (w.tag == kPutClosed) throw QueueClosed();
-  }
-
-  // nullopt: closed and drained.
-  std::optional<T> get_until(Deadline deadline, bool block) {
-    std::unique_lock lk(lock_);
-    if (auto v = take_locked()) return v;
-    if (closed_) return std::nullopt;
-    if (!block) throw QueueEmpty();
+  T take(Deadline deadline, bool block) {
     std::optional<T> slot;
-    Waiter w;
-    w.payload = &slot;
-    if (!park_on(lk, getters_, w, deadline, "Queue.get")) throw QueueEmpty();
-    return slot;  // empty: woken by close()
+    if (!get_item(&slot, deadline, block)) throw QueueClosed();
+    return std::move(*slot);
+  }
+  T peek_until(Deadline deadline, bool block) {
+    std::optional<T> slot;
+    auto copy = [](const QueueCore& q, void* s) { slot_at(s).emplace(store_of(q).peek()); };
+    peek_item(&slot, copy, deadline, block);
+    return std::move(*slot);
   }
 
-  mutable SpinLock lock_;
-  Store store_;
-  const std::size_t maxsize_;
-  const bool rendezvous_;
-  bool closed_ = false;
-  std::size_t unfinished_ = 0;
-  WaitList getters_;   // Waiter::payload: std::optional<T>* to fill
-  WaitList putters_;   // Waiter::payload: T* to take; Waiter::tag: PutOutcome
-  WaitList peekers_;   // woken whenever an item is stored
-  WaitList joiners_;   // JoinableQueue::join(), woken when unfinished_ hits 0
+  // The type-dependent half of the protocol (see QueueOps).
+  static std::optional<T>& slot_at(void* slot) { return *static_cast<std::optional<T>*>(slot); }
+  static T& item_at(void* item) { return *static_cast<T*>(item); }
+  static Store& store_of(QueueCore& q) { return static_cast<BasicQueue&>(q).store_; }
+  static const Store& store_of(const QueueCore& q) { return static_cast<const BasicQueue&>(q).store_; }
+  static void fill(void* slot, void* item) { slot_at(slot).emplace(std::move(item_at(item))); }
+  static void unfill(void* item, void* slot) {
+    item_at(item) = std::move(*slot_at(slot));
+    slot_at(slot).reset();
+  }
+  static void push(QueueCore& q, void* item) { store_of(q).push(std::move(item_at(item))); }
+  static void pop(QueueCore& q, void* slot) { slot_at(slot).emplace(store_of(q).pop()); }
+  static void exchange(QueueCore& q, void* slot) {
+    T next = store_of(q).pop();
+    store_of(q).push(std::move(*slot_at(slot)));
+    *slot_at(slot) = std::move(next);
+  }
+  static constexpr QueueOps kOps = [] {
+    if constexpr (Store::kHoldsItems) {
+      return QueueOps{&fill, &unfill, &push, &pop, &exchange};
+    } else {
+      return QueueOps{&fill, &unfill, nullptr, nullptr, nullptr};  // capacity 0: never called
+    }
+  }();
+
+  [[no_unique_address]] Store store_;
 };
 
 }  // namespace detail
@@ -385,29 +277,16 @@ class BasicQueue {
 // A FIFO queue.
 template <class T>
 class Queue : public detail::BasicQueue<T, detail::FifoStore<T>> {
-  using Base = detail::BasicQueue<T, detail::FifoStore<T>>;
-
  public:
   // maxsize 0 = unbounded.
-  explicit Queue(std::size_t maxsize = 0) : Base(maxsize, false) {}
-
-  // The next item, left in the queue (a copy); waits while there is none.
-  // Throws QueueClosed when closed and drained; QueueEmpty on timeout.
-  T peek() { return this->peek_until(detail::kNoDeadline, true); }
-  T peek(Clock::duration timeout) { return this->peek_until(detail::deadline_after(timeout), true); }
-  T peek_nowait() { return this->peek_until(detail::kNoDeadline, false); }
+  explicit Queue(std::size_t maxsize = 0) : Queue::BasicQueue(maxsize) {}
 };
 
 // Last in, first out.
 template <class T>
 class LifoQueue : public detail::BasicQueue<T, detail::LifoStore<T>> {
-  using Base = detail::BasicQueue<T, detail::LifoStore<T>>;
-
  public:
-  explicit LifoQueue(std::size_t maxsize = 0) : Base(maxsize, false) {}
-  T peek() { return this->peek_until(detail::kNoDeadline, true); }
-  T peek(Clock::duration timeout) { return this->peek_until(detail::deadline_after(timeout), true); }
-  T peek_nowait() { return this->peek_until(detail::kNoDeadline, false); }
+  explicit LifoQueue(std::size_t maxsize = 0) : LifoQueue::BasicQueue(maxsize) {}
 };
 
 // Smallest item first, by Compare (std::less: the smallest value), as
@@ -415,13 +294,8 @@ class LifoQueue : public detail::BasicQueue<T, detail::LifoStore<T>> {
 // no particular order; add a sequence number to the item to make it stable.
 template <class T, class Compare = std::less<T>>
 class PriorityQueue : public detail::BasicQueue<T, detail::HeapStore<T, Compare>> {
-  using Base = detail::BasicQueue<T, detail::HeapStore<T, Compare>>;
-
  public:
-  explicit PriorityQueue(std::size_t maxsize = 0) : Base(maxsize, false) {}
-  T peek() { return this->peek_until(detail::kNoDeadline, true); }
-  T peek(Clock::duration timeout) { return this->peek_until(detail::deadline_after(timeout), true); }
-  T peek_nowait() { return this->peek_until(detail::kNoDeadline, false); }
+  explicit PriorityQueue(std::size_t maxsize = 0) : PriorityQueue::BasicQueue(maxsize) {}
 };
 
 // A FIFO queue that also counts unfinished work: each item put counts as one
@@ -434,13 +308,13 @@ class JoinableQueue : public Queue<T> {
 
   // Marks one item's work finished. Throws green::Error if called more
   // times than items were put.
-  void task_done() { Queue<T>::task_done(); }
+  using Queue<T>::task_done;
   // Waits until every item put has been task_done(); true at once if none
   // were put. With a timeout: false if work remains when it passes.
   bool join() { return this->join_until(detail::kNoDeadline); }
   bool join(Clock::duration timeout) { return this->join_until(detail::deadline_after(timeout)); }
   // Items put and not yet task_done().
-  std::size_t unfinished_tasks() const { return Queue<T>::unfinished_tasks(); }
+  using Queue<T>::unfinished_tasks;
 };
 
 }  // namespace green
