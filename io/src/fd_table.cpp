@@ -130,34 +130,28 @@ bool wait_fd(int fd, Direction dir, detail::Deadline deadline, const char* op) {
   // looks for the next green thread, and the ready handler takes this lock.
   // So the publish step takes it again and re-checks what may have changed.
   detail::Waiter w;
-  auto publish = [&](detail::Waiter& me) {
-    std::lock_guard g(st.lock);
-    detail::Waiter*& slot = reading ? st.reader : st.writer;
-    if (st.generation != generation) {  // closed since we looked
-      me.tag = kWokenClosed;
-      detail::wake(me);
-    } else if (take_readiness(st, reading)) {
-      detail::wake(me);
-    } else if (slot) {
-      me.tag = kWokenBusy;  // another waiter got in meanwhile
-      detail::wake(me);
-    } else {
-      slot = &me;
-    }
-  };
-  const detail::WakeReason r = detail::park(w, deadline, detail::PublishFn(publish), op);
-  if (r == detail::WakeReason::notified) {
-    if (w.tag == kWokenClosed) throw SystemError(EBADF, op);
-    if (w.tag == kWokenBusy) throw busy_error(fd, reading);
-    return true;
-  }
-  {
-    std::lock_guard g(st.lock);
-    detail::Waiter*& slot = reading ? st.reader : st.writer;
-    if (slot == &w) slot = nullptr;
-  }
-  if (r == detail::WakeReason::interrupted) detail::throw_if_interrupted();
-  return false;
+  auto slot_of = [&]() -> detail::Waiter*& { return reading ? st.reader : st.writer; };
+  const bool ready = detail::park_unlocked(
+      st.lock, w, deadline, op,
+      [&](detail::Waiter& me) {
+        if (st.generation != generation) {  // closed since we looked
+          me.tag = kWokenClosed;
+          return false;
+        }
+        if (take_readiness(st, reading)) return false;
+        if (slot_of()) {
+          me.tag = kWokenBusy;  // another waiter got in meanwhile
+          return false;
+        }
+        slot_of() = &me;
+        return true;
+      },
+      [&](detail::Waiter& me) {
+        if (slot_of() == &me) slot_of() = nullptr;
+      });
+  if (w.tag == kWokenClosed) throw SystemError(EBADF, op);
+  if (w.tag == kWokenBusy) throw busy_error(fd, reading);
+  return ready;
 }
 
 }  // namespace green::io_detail

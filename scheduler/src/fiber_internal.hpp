@@ -1,4 +1,6 @@
-// fiber_internal.hpp — fiber life-cycle steps shared by worker.cpp and fiber.cpp.
+// fiber_internal.hpp — the steps of a green thread's life that the files of
+// scheduler/src share: parking internals (park.cpp), completion
+// (lifecycle.cpp), locals (locals.cpp).
 #pragma once
 
 #include <cstdint>
@@ -8,16 +10,47 @@
 
 namespace green::detail {
 
+class Worker;
+
+// ---- park.cpp ---------------------------------------------------------------
+// One CAS on the park word (see park.hpp); on success records `reason` and
+// makes f runnable.
+bool try_wake_fiber(Fiber* f, std::uint64_t seq, WakeReason reason) noexcept;
+// Parks a spawn_later green thread on w's timers until `at`, before its first
+// run. A kill wakes it early; it then starts, sees the interrupt and never
+// runs its body.
+void park_until_start(Fiber* f, Worker* w, Deadline at);
+// Makes `e` f's pending interrupt (unless one is pending: the first wins),
+// without waking it; thrown at its next blocking call. False if f is done.
+bool hold_interrupt(Fiber& f, std::exception_ptr e);
+// hold_interrupt(), then wakes f if it is parked (kill).
+void deliver_interrupt(Fiber& f, std::exception_ptr e);
+// Cheap pre-check for the common case: nothing to throw.
+inline bool has_interrupt(const Fiber* f) noexcept {
+  return f->interrupt_pending.load(std::memory_order_relaxed) || f->expired_scope != 0;
+}
+// Read-only views of the park word, for timers (a stale entry) and dumps.
+inline bool parked_in(const Fiber* f, std::uint64_t seq) noexcept {
+  return f->park_word.load(std::memory_order_acquire) == ((seq << 1) | 1);
+}
+inline bool is_parked(const Fiber* f) noexcept {
+  return f->park_word.load(std::memory_order_relaxed) & 1;
+}
+// The check of a blocking call that does not park (yield): raises a pending
+// kill, or a Timeout scope that expired while the green thread ran.
+void interruption_point(Fiber* self);
+
+// ---- lifecycle.cpp ----------------------------------------------------------
 // Runs the body (unless killed before starting) and completes the fiber:
 // stores the result, wakes joiners, runs links, leaves the registry.
 // Runs on the fiber's own stack.
 void run_fiber(Fiber* self) noexcept;
-
 // Completes a fiber that could not start (no stack): runs on the caller.
 void complete_unstarted(Fiber* f, std::exception_ptr error) noexcept;
 
-// One CAS on the park word (see park.hpp); on success records `reason` and
-// makes f runnable.
-bool try_wake_fiber(Fiber* f, std::uint64_t seq, WakeReason reason) noexcept;
+// ---- locals.cpp -------------------------------------------------------------
+// Destroys f's green::local values, newest first (a later one may refer to
+// an earlier one).
+void destroy_locals(Fiber& f) noexcept;
 
 }  // namespace green::detail

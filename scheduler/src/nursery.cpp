@@ -15,6 +15,7 @@
 
 #include <boost/intrusive_ptr.hpp>
 
+#include "fiber_internal.hpp"
 #include "green/detail/park.hpp"
 #include "green/errors.hpp"
 
@@ -80,42 +81,15 @@ void Nursery::close() noexcept {
     running.clear();
     // Wait for the list to empty, at most 100 ms a round: a member that
     // swallowed its GreenletExit is killed again.
-    detail::Waiter w;
-    auto publish = [this](detail::Waiter& me) {
-      std::lock_guard g(lock_);
-      if (size_ == 0) {
-        detail::wake(me);
-      } else {
-        closer_.push_back(me);
-      }
-    };
-    detail::WakeReason r;
     try {
-      r = detail::park(w, detail::deadline_after(100ms), detail::PublishFn(publish), "Nursery.close");
-    } catch (...) {  // an interrupt was already pending: keep it for later
+      detail::wait_until(lock_, closer_, detail::deadline_after(100ms), "Nursery.close",
+                         [this] { return size_ == 0; });
+    } catch (...) {  // the owner's own kill or Timeout: keep it for later
       if (!deferred) deferred = std::current_exception();
-      continue;
-    }
-    if (r != detail::WakeReason::notified) {
-      std::lock_guard g(lock_);
-      closer_.remove(w);
-    }
-    if (r == detail::WakeReason::interrupted) {
-      try {
-        detail::throw_if_interrupted();
-      } catch (...) {
-        if (!deferred) deferred = std::current_exception();
-      }
     }
   }
-  if (deferred) {
-    // Pending again: thrown by the owner's next blocking call.
-    std::lock_guard g(owner_->lock);
-    if (!owner_->interrupt_pending.load(std::memory_order_relaxed)) {
-      owner_->interrupt = std::move(deferred);
-      owner_->interrupt_pending.store(true, std::memory_order_seq_cst);
-    }
-  }
+  // Pending again: thrown by the owner's next blocking call.
+  if (deferred) detail::hold_interrupt(*owner_, std::move(deferred));
 }
 
 }  // namespace green

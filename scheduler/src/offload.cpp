@@ -30,22 +30,7 @@ void Completion::wait(const char* what) {
     std::lock_guard g(lock_);
     if (done_) return;
   }
-  Waiter w;
-  auto publish = [this](Waiter& me) {
-    std::lock_guard g(lock_);
-    if (done_) {
-      wake(me);
-    } else {
-      waiter_.push_back(me);
-    }
-  };
-  const WakeReason r = park(w, kNoDeadline, PublishFn(publish), what);
-  if (r == WakeReason::notified) return;
-  {
-    std::lock_guard g(lock_);
-    waiter_.remove(w);
-  }
-  throw_if_interrupted();
+  wait_until(lock_, waiter_, kNoDeadline, what, [this] { return done_; });
 }
 
 void run_on_arena(std::function<void()> job) {

@@ -6,6 +6,13 @@
 //            push_front               "run after everything queued" (yield)
 //   thieves: steal                    oldest first, one item per CAS
 //
+// Who may call what is in the types: a WorkDeque is only storage, its
+// operations are private, and they are reached through two handles:
+// WorkDeque::Owner (one, held by the worker whose deque it is; not copyable)
+// and WorkDeque::Stealer (any number, any thread). The Owner is a private
+// member of its Worker, and Worker::place() (placement.cpp) is the only
+// code that pushes through it.
+//
 // Why LIFO for the owner: a green thread that spawns children and joins them
 // should see those children run before older, unrelated work, so a tree of
 // spawns is walked depth-first and only its current path holds stacks
@@ -36,10 +43,18 @@ class Fiber;
 class WorkDeque {
  public:
   static constexpr std::uint32_t kCapacity = 1024;  // power of two
+  class Owner;
+  class Stealer;
 
   WorkDeque() {
     for (auto& s : slots_) s.store(nullptr, std::memory_order_relaxed);
   }
+  WorkDeque(const WorkDeque&) = delete;
+  WorkDeque& operator=(const WorkDeque&) = delete;
+
+ private:
+  friend class Owner;
+  friend class Stealer;
 
   // Owner only. False when full (the caller overflows elsewhere).
   bool push_back(Fiber* f) noexcept {
@@ -123,7 +138,6 @@ class WorkDeque {
     return n > 0 ? static_cast<std::uint32_t>(n) : 0;
   }
 
- private:
   static constexpr std::uint32_t kMask = kCapacity - 1;
   static std::uint32_t index(std::uint64_t t) noexcept { return static_cast<std::uint32_t>(t); }
   static std::uint32_t version(std::uint64_t t) noexcept { return static_cast<std::uint32_t>(t >> 32); }
@@ -135,5 +149,41 @@ class WorkDeque {
   alignas(64) std::atomic<std::uint32_t> bottom_{0};
   alignas(64) std::atomic<Fiber*> slots_[kCapacity];
 };
+
+// The owning worker's handle: every operation, the pushes and pop_back only
+// here. take_oldest() is steal() from the owner's side (overflow, and the
+// starvation guard that runs the oldest entry).
+class WorkDeque::Owner {
+ public:
+  explicit Owner(WorkDeque& d) noexcept : d_(d) {}
+  Owner(const Owner&) = delete;
+  Owner& operator=(const Owner&) = delete;
+
+  bool push_back(Fiber* f) noexcept { return d_.push_back(f); }
+  bool push_front(Fiber* f) noexcept { return d_.push_front(f); }
+  Fiber* pop_back() noexcept { return d_.pop_back(); }
+  Fiber* take_oldest() noexcept { return d_.steal(); }
+  std::uint32_t top_index() const noexcept { return d_.top_index(); }
+  std::uint32_t bottom_index() const noexcept { return d_.bottom_index(); }
+  std::uint32_t size_approx() const noexcept { return d_.size_approx(); }
+  Stealer stealer() const noexcept;
+
+ private:
+  WorkDeque& d_;
+};
+
+// Any thread's handle: take the oldest entry, or look at the size.
+class WorkDeque::Stealer {
+ public:
+  explicit Stealer(WorkDeque& d) noexcept : d_(&d) {}
+  Fiber* steal() const noexcept { return d_->steal(); }
+  std::uint32_t top_index() const noexcept { return d_->top_index(); }
+  std::uint32_t size_approx() const noexcept { return d_->size_approx(); }
+
+ private:
+  WorkDeque* d_;
+};
+
+inline WorkDeque::Stealer WorkDeque::Owner::stealer() const noexcept { return Stealer(d_); }
 
 }  // namespace green::detail

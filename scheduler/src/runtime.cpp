@@ -3,6 +3,7 @@
 
 #include <thread>
 
+#include "fiber_internal.hpp"
 #include "runtime_core.hpp"
 
 namespace green {
@@ -51,7 +52,7 @@ std::string Runtime::dump() const {
     out += "green thread " + std::to_string(f->id) + " (" + (f->name.empty() ? "unnamed" : f->name) + "): ";
     if (!f->started()) {
       out += "not started";
-    } else if (f->park_word.load(std::memory_order_relaxed) & 1) {
+    } else if (is_parked(f)) {
       out += "parked: ";
       out += f->wait_reason.load(std::memory_order_relaxed);
     } else {

@@ -11,10 +11,9 @@
 //     contend on one lock;
 //   * the stack pool.
 //
-// Lost wake-ups are excluded the same way as in Go: whoever makes work
-// visible issues a seq_cst fence and then reads the idle count; a worker
-// about to park publishes itself as idle, fences, and then checks every queue
-// once more.
+// The idle protocol (spinning, parking, the two fences that exclude lost
+// wake-ups) is idle.cpp; placement (schedule, submit_new, inject) is
+// placement.cpp; the rest is runtime_core.cpp.
 #pragma once
 
 #include <atomic>
@@ -65,14 +64,14 @@ class RuntimeCore {
   InjectionQueue& injected() noexcept { return injected_; }
   void inject(Fiber* f) noexcept;
 
-  // Idle protocol (worker side).
+  // Idle protocol (idle.cpp).
   void enter_idle(Worker* w);
   bool leave_idle(Worker* w);  // true if it was still listed
   bool any_work_visible() const noexcept;
   std::atomic<int> spinning{0};
   std::atomic<int> idle_count{0};
 
-  // Registry (fiber.cpp).
+  // Registry of live green threads.
   // Calls fn(f) for every live fiber, under its shard's lock (fn must not
   // block or touch the registry).
   template <class Fn>

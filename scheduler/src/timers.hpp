@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "fiber_internal.hpp"
 #include "green/detail/fiber.hpp"
 
 namespace green::detail {
@@ -68,7 +69,7 @@ class TimerHeap {
   static bool is_stale(const Entry& e) noexcept {
     // acquire pairs with the CAS that woke it: nothing else is read here,
     // relaxed would do, but stale-or-not must not be reordered before push.
-    return e.fiber->park_word.load(std::memory_order_acquire) != ((e.seq << 1) | 1);
+    return !parked_in(e.fiber, e.seq);
   }
   Entry take_top() noexcept {
     std::pop_heap(heap_.begin(), heap_.end(), later);

@@ -122,8 +122,15 @@ class Worker {
   void join();   // after the runtime asked every worker to stop
 
   // ---- called on this worker's thread ------------------------------------
-  // Makes f runnable here (a wake: next slot, or deque front past the streak).
-  void schedule_local(Fiber* f) noexcept;
+  // Why a green thread becomes runnable here; place() decides where it goes.
+  enum class Place : std::uint8_t {
+    woken,      // a wake: the next slot (hand-off), or as placement.cpp says
+    back,       // the deque's newest end (spawn bursts, the extras of a steal)
+    after_all,  // behind everything queued here (yield, a wake past the streak)
+    io,         // woken by a hub poll: behind the local work, in event order
+  };
+  // The single placement decision (placement.cpp), pinned check included.
+  void place(Fiber* f, Place why) noexcept;
   // A freshly spawned green thread: joins the current burst.
   void spawn_local(Fiber* f) noexcept;
   // Switches the running green thread out; `after` runs past the switch.
@@ -135,8 +142,6 @@ class Worker {
   // The final switch of a finished green thread. Never returns.
   [[noreturn]] void exit_fiber(Fiber* self);
   void arm_timer(Deadline at, Fiber* f, std::uint64_t seq) { timers_.push(at, f, seq); }
-  // Requeues a runnable green thread behind everything queued here (yield).
-  void enqueue_front(Fiber* f) noexcept;
   Stack* acquire_stack(std::size_t size);
   void count_unbound() noexcept {
     bound_.store(bound_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
@@ -154,6 +159,8 @@ class Worker {
   std::uint32_t queued_approx() const noexcept {
     return deque_.size_approx() + (inbox_.has_posted() ? 1 : 0);
   }
+  // Other workers steal through this handle (steal.cpp).
+  WorkDeque::Stealer stealer() const noexcept { return deque_.stealer(); }
 
   Hub& hub() noexcept { return hub_; }
   RuntimeCore* runtime() const noexcept { return rt_; }
@@ -200,7 +207,6 @@ class Worker {
   bool fire_timers();
   void flush_burst(std::size_t from) noexcept;
   void push_overflow(Fiber* f) noexcept;
-  void enqueue_back(Fiber* f) noexcept;
   void announce_work() noexcept;
   bool keep_yielder_private(const Fiber* f) const noexcept;
   void stop_spinning() noexcept;
@@ -217,8 +223,6 @@ class Worker {
   // Polls `hub` (ours, or a busy peer's with owner = false) and queues the
   // green threads its events woke, in event order (see the definition).
   int poll_hub(Hub& hub, int timeout_ms, bool owner = true) noexcept;
-  // Queues an I/O wake behind the local work (a pinned one via its inbox).
-  void queue_io_wake(Fiber* f) noexcept;
   static constexpr int kBusyHubPollMs = 1;
 
   RuntimeCore* rt_;
@@ -249,12 +253,14 @@ class Worker {
   bool dispatching_io_ = false;   // inside poll_hub(): wakes go to io_wakes_
   std::vector<Fiber*> io_wakes_;  // reserved: never grows inside a poll
   static constexpr std::size_t kIoWakesMax = 1024;
-  WorkDeque deque_;
+  WorkDeque deque_storage_;
+  WorkDeque::Owner deque_{deque_storage_};
   Inbox inbox_;
   Inbox urgent_;  // see post_urgent()
   std::atomic<bool> parked_{false};
   TimerHeap timers_;
   Hub hub_;
+  static constexpr std::size_t kStackCacheMax = 64;
   std::vector<Stack*> stack_cache_;
   struct FreeBlock {
     FreeBlock* next;

@@ -2,8 +2,8 @@
 //
 // Slots follow Semaphore's rule: while anybody waits for a slot, used_ ==
 // capacity_, and a freed slot goes straight to the longest waiter (its
-// wake() succeeds) or back to the count. Members live in a vector indexed by
-// the tag stored in their done hook; freed entries are reused.
+// wake() succeeds) or back to the count. Members live in a deque of entries,
+// each its member's completion listener; freed entries are reused.
 #include "green/detail/group_core.hpp"
 
 #include <algorithm>
@@ -103,28 +103,35 @@ void GroupCore::free_slot_locked() noexcept {
 // ---------------------------------------------------------------------------
 // Members
 
-std::uint32_t GroupCore::insert_locked(Fiber* f, MemberWatch* watch) {
+GroupCore::Member& GroupCore::insert_locked(Fiber* f, MemberWatch* watch) {
   std::uint32_t index;
   if (!free_.empty()) {
     index = free_.back();
     free_.pop_back();
   } else {
+    index = static_cast<std::uint32_t>(members_.size());
     members_.emplace_back();
-    index = static_cast<std::uint32_t>(members_.size() - 1);
     free_.reserve(members_.size());  // so remove_locked() never allocates
   }
   f->add_ref();
-  members_[index] = Member{f, watch};
+  Member& m = members_[index];
+  m.core = this;
+  m.index = index;
+  m.fiber = f;
+  m.watch = watch;
+  m.killed = false;
   ++count_;
   if (watch) ++watch->running_;
-  return index;
+  return m;
 }
 
 void GroupCore::remove_locked(std::uint32_t index) noexcept {
   Member& m = members_[index];
   Fiber* f = m.fiber;
   MemberWatch* watch = m.watch;
-  m = Member{};
+  m.fiber = nullptr;
+  m.watch = nullptr;
+  m.killed = false;
   free_.push_back(index);
   if (--count_ == 0) joiners_.wake_all();
   free_slot_locked();
@@ -132,68 +139,62 @@ void GroupCore::remove_locked(std::uint32_t index) noexcept {
 }
 
 bool GroupCore::admit_spawned(Fiber* f, MemberWatch* watch, Deadline deadline, bool block) {
+  Member* m;
   {
     std::unique_lock lk(lock_);
     if (!take_slot(lk, deadline, block)) return false;
-    std::uint32_t index;
     try {
-      index = insert_locked(f, watch);
+      m = &insert_locked(f, watch);
     } catch (...) {
       free_slot_locked();
       throw;
     }
-    f->done_hook = &GroupCore::on_done;
-    f->done_hook_arg = this;
-    f->done_hook_tag = index;
   }
-  add_ref();  // the member's: released by its hook
+  add_ref();  // the member's: released when it finishes
+  // Outside lock_ (the lock order). f is not submitted yet, so it cannot be
+  // done, and the entry cannot be freed before it finishes.
+  f->listen(*m);
   return true;
 }
 
 void GroupCore::abandon(Fiber* f) noexcept {
+  Member* entry = nullptr;
   {
     std::lock_guard g(lock_);
-    remove_locked(static_cast<std::uint32_t>(f->done_hook_tag));
+    for (Member& m : members_)
+      if (m.fiber == f) entry = &m;
   }
-  f->done_hook = nullptr;
-  f->release();
-  release();
+  if (!entry) return;
+  f->unlisten(*entry);  // never submitted: it cannot have fired
+  entry->finished(*f);
 }
 
-void GroupCore::on_done(Fiber& f, void* arg, std::uintptr_t index) noexcept {
-  auto* core = static_cast<GroupCore*>(arg);
+void GroupCore::Member::finished(Fiber& f) noexcept {
+  GroupCore* owner = core;  // this entry may be reused once removed
   {
-    std::lock_guard g(core->lock_);
-    core->remove_locked(static_cast<std::uint32_t>(index));
+    std::lock_guard g(owner->lock_);
+    owner->remove_locked(index);
   }
   f.release();  // the group's reference; the runtime still holds one
-  core->release();
+  owner->release();
 }
 
 bool GroupCore::admit_existing(Fiber* f, Deadline deadline, bool block) {
-  std::uint32_t index;
+  Member* m;
   {
     std::unique_lock lk(lock_);
-    for (const Member& m : members_)
-      if (m.fiber == f) return true;
+    for (const Member& e : members_)
+      if (e.fiber == f) return true;
     if (!take_slot(lk, deadline, block)) return false;
     try {
-      index = insert_locked(f, nullptr);
+      m = &insert_locked(f, nullptr);
     } catch (...) {
       free_slot_locked();
       throw;
     }
   }
   add_ref();
-  // Fires at once if f has already finished.
-  f->link([this, index](Fiber& done) {
-    {
-      std::lock_guard g(lock_);
-      remove_locked(index);
-    }
-    done.release();
-    release();
-  });
+  if (!f->listen(*m)) m->finished(*f);  // it has finished already
   return true;
 }
 

@@ -144,6 +144,8 @@ struct Taker {
 // wrap through zero again and again (they are compared by signed difference).
 TEST(WorkDeque, SingleThreadMatchesAModel) {
   WorkDeque dq;
+  WorkDeque::Owner owner(dq);
+  const WorkDeque::Stealer thief = owner.stealer();
   std::deque<std::uint32_t> model;
   Rng rng{42};
   const int kOps = per_build(400'000, 200'000, 50'000);
@@ -159,7 +161,7 @@ TEST(WorkDeque, SingleThreadMatchesAModel) {
       const bool front = down ? kind < 4 : kind < 1;
       const bool full = model.size() == WorkDeque::kCapacity;
       Fiber* f = fake_fiber(next_id);
-      const bool ok = front ? dq.push_front(f) : dq.push_back(f);
+      const bool ok = front ? owner.push_front(f) : owner.push_back(f);
       ASSERT_EQ(ok, !full) << "op " << op << ": push with " << model.size() << " queued";
       if (ok) {
         if (front) {
@@ -173,7 +175,7 @@ TEST(WorkDeque, SingleThreadMatchesAModel) {
     } else if (kind < 11) {  // take (a little more often than push): pop_back
                              // when drifting down, steal when up
       const bool back = down ? kind < 10 : kind < 6;
-      Fiber* got = back ? dq.pop_back() : dq.steal();
+      Fiber* got = back ? owner.pop_back() : thief.steal();
       Fiber* want = nullptr;
       if (!model.empty()) {
         want = fake_fiber(back ? model.back() : model.front());
@@ -186,21 +188,21 @@ TEST(WorkDeque, SingleThreadMatchesAModel) {
       ASSERT_EQ(got, want) << "op " << op << (back ? ": pop_back" : ": steal");
     } else if (kind == 11 && (r >> 8) % 1024 == 0) {  // now and then: fill it up
       while (model.size() < WorkDeque::kCapacity) {
-        ASSERT_TRUE(dq.push_back(fake_fiber(next_id)));
+        ASSERT_TRUE(owner.push_back(fake_fiber(next_id)));
         model.push_back(next_id++);
       }
     }
-    ASSERT_EQ(dq.size_approx(), model.size()) << "op " << op;
-    top_went_below_zero = top_went_below_zero || dq.top_index() >= 0x80000000u;
+    ASSERT_EQ(owner.size_approx(), model.size()) << "op " << op;
+    top_went_below_zero = top_went_below_zero || owner.top_index() >= 0x80000000u;
   }
   EXPECT_TRUE(top_went_below_zero) << "the indices never wrapped through zero";
   EXPECT_TRUE(filled) << "the deque was never full";
   while (!model.empty()) {
-    ASSERT_EQ(dq.pop_back(), fake_fiber(model.back()));
+    ASSERT_EQ(owner.pop_back(), fake_fiber(model.back()));
     model.pop_back();
   }
-  EXPECT_EQ(dq.pop_back(), nullptr);
-  EXPECT_EQ(dq.steal(), nullptr);
+  EXPECT_EQ(owner.pop_back(), nullptr);
+  EXPECT_EQ(thief.steal(), nullptr);
 }
 
 // The ABA case the version in `top` exists for, step by step. steal() loads
@@ -220,8 +222,10 @@ TEST(WorkDeque, SingleThreadMatchesAModel) {
 TEST(WorkDeque, VersionStopsAStalledThiefOnARecycledIndex) {
   static_assert(std::is_standard_layout_v<WorkDeque>, "top_ must stay reachable as the first member");
   WorkDeque dq;
+  WorkDeque::Owner owner(dq);
+  const WorkDeque::Stealer thief = owner.stealer();
   auto& top = *reinterpret_cast<std::atomic<std::uint64_t>*>(&dq);
-  ASSERT_EQ(static_cast<std::uint32_t>(top.load()), dq.top_index()) << "top_ is no longer the first member";
+  ASSERT_EQ(static_cast<std::uint32_t>(top.load()), owner.top_index()) << "top_ is no longer the first member";
   std::uint32_t id = 0;
   // 64 rounds per way, each one index lower: the scenario at index 0, then
   // at indices wrapped below zero.
@@ -231,18 +235,18 @@ TEST(WorkDeque, VersionStopsAStalledThiefOnARecycledIndex) {
                  " takes the entry");
     Fiber* const a = fake_fiber(id++);
     Fiber* const b = fake_fiber(id++);
-    ASSERT_TRUE(dq.push_back(a));
+    ASSERT_TRUE(owner.push_back(a));
     // The stalled thief's first step: top (its slot holds a).
     std::uint64_t seen = top.load(std::memory_order_acquire);
-    ASSERT_EQ(static_cast<std::uint32_t>(seen), dq.top_index());
+    ASSERT_EQ(static_cast<std::uint32_t>(seen), owner.top_index());
     // Meanwhile a is taken, and push_front refills the slot with b.
     if (owner_takes) {
-      ASSERT_EQ(dq.pop_back(), a);
+      ASSERT_EQ(owner.pop_back(), a);
     } else {
-      ASSERT_EQ(dq.steal(), a);
+      ASSERT_EQ(thief.steal(), a);
     }
-    ASSERT_TRUE(dq.push_front(b));
-    ASSERT_EQ(dq.top_index(), static_cast<std::uint32_t>(seen)) << "not the ABA case: the index moved on";
+    ASSERT_TRUE(owner.push_front(b));
+    ASSERT_EQ(owner.top_index(), static_cast<std::uint32_t>(seen)) << "not the ABA case: the index moved on";
     // The stalled thief's CAS, as steal() makes it: same version, index + 1.
     const std::uint64_t claim = (seen & 0xffffffff00000000ull) | static_cast<std::uint32_t>(seen + 1);
     std::uint64_t expected = seen;
@@ -250,23 +254,23 @@ TEST(WorkDeque, VersionStopsAStalledThiefOnARecycledIndex) {
         << "a thief stalled since before the slot was recycled won its CAS: it would return a second "
            "time and b would be lost";
     // b is still there, once; the deque is empty after it.
-    EXPECT_EQ(dq.steal(), b);
-    EXPECT_EQ(dq.steal(), nullptr);
-    EXPECT_EQ(dq.pop_back(), nullptr);
-    ASSERT_EQ(dq.size_approx(), 0u);
+    EXPECT_EQ(thief.steal(), b);
+    EXPECT_EQ(thief.steal(), nullptr);
+    EXPECT_EQ(owner.pop_back(), nullptr);
+    ASSERT_EQ(owner.size_approx(), 0u);
     if (::testing::Test::HasFailure()) return;
     // The round moved both indices one up; walk them two down (two
     // push_fronts, two pop_backs) for the next round.
     for (int step = 0; step < 2; ++step) {
       Fiber* const x = fake_fiber(id++);
       Fiber* const y = fake_fiber(id++);
-      ASSERT_TRUE(dq.push_front(x));
-      ASSERT_TRUE(dq.push_front(y));
-      ASSERT_EQ(dq.pop_back(), x);
-      ASSERT_EQ(dq.pop_back(), y);
+      ASSERT_TRUE(owner.push_front(x));
+      ASSERT_TRUE(owner.push_front(y));
+      ASSERT_EQ(owner.pop_back(), x);
+      ASSERT_EQ(owner.pop_back(), y);
     }
   }
-  EXPECT_GE(dq.top_index(), 0x80000000u) << "the rounds never reached indices below zero";
+  EXPECT_GE(owner.top_index(), 0x80000000u) << "the rounds never reached indices below zero";
 }
 
 // The owner's pop_back and a thief's steal race for the last entry, round
@@ -279,6 +283,8 @@ TEST(WorkDeque, VersionStopsAStalledThiefOnARecycledIndex) {
 TEST(WorkDeque, LastEntryGoesToExactlyOneOfOwnerAndThief) {
   const std::uint32_t kRounds = per_build(1'000'000u, 100'000u, 5'000u);
   WorkDeque dq;
+  WorkDeque::Owner owner(dq);
+  const WorkDeque::Stealer stealer = owner.stealer();
   std::vector<Item> items(kRounds + 1);
   std::atomic<std::uint32_t> go{0}, done_round{0};
   std::atomic<bool> abort{false};
@@ -287,7 +293,7 @@ TEST(WorkDeque, LastEntryGoesToExactlyOneOfOwnerAndThief) {
   std::thread thief([&] {
     for (std::uint32_t r = 1; r <= kRounds; ++r) {
       if (!spin_until([&] { return go.load(std::memory_order_acquire) == r; }, give_up, abort)) return;
-      thief_got.store(dq.steal(), std::memory_order_relaxed);
+      thief_got.store(stealer.steal(), std::memory_order_relaxed);
       done_round.store(r, std::memory_order_release);
     }
   });
@@ -304,14 +310,14 @@ TEST(WorkDeque, LastEntryGoesToExactlyOneOfOwnerAndThief) {
     if (r % 256 == 0 && Clock::now() > stop_at) break;
     rounds = r;
     Item& it = items[r];
-    if (!dq.push_back(as_fiber(&it))) ++wrong;  // cannot be full: at most one entry
+    if (!owner.push_back(as_fiber(&it))) ++wrong;  // cannot be full: at most one entry
     go.store(r, std::memory_order_release);
     // Hold the owner back about as long as the thief takes to see `go`, so
     // that the two really meet at the last entry: the delay grows while the
     // owner wins and shrinks while the thief does, with some jitter.
     const std::uint32_t hold = delay + rng.next() % (delay / 4 + 16);
     for (std::uint32_t spin = 0; spin < hold; ++spin) std::atomic_signal_fence(std::memory_order_seq_cst);
-    Fiber* mine = dq.pop_back();
+    Fiber* mine = owner.pop_back();
     if (!spin_until([&] { return done_round.load(std::memory_order_acquire) == r; }, give_up, abort)) {
       stalled = true;
       break;
@@ -328,9 +334,9 @@ TEST(WorkDeque, LastEntryGoesToExactlyOneOfOwnerAndThief) {
       delay -= delay / 4;
     }
     if ((mine && mine != as_fiber(&it)) || (theirs && theirs != as_fiber(&it))) ++wrong;
-    if (dq.size_approx() != 0) {
+    if (owner.size_approx() != 0) {
       ++left;
-      while (dq.pop_back()) {
+      while (owner.pop_back()) {
       }
     }
   }
@@ -364,6 +370,8 @@ struct DequeStressCase {
 void deque_stress(const DequeStressCase& c) {
   const std::uint32_t n = per_build(5'000'000u, 1'000'000u, 500'000u);
   WorkDeque dq;
+  WorkDeque::Owner owner(dq);
+  const WorkDeque::Stealer thief = owner.stealer();
   std::vector<Item> items(n);
   for (std::uint32_t i = 0; i < n; ++i) items[i].id = i;
   std::vector<Taker> takers(c.thieves + 1);  // [0]: the owner
@@ -380,7 +388,7 @@ void deque_stress(const DequeStressCase& c) {
         // Read before the steal: once the owner is done and has drained its
         // deque, a steal that finds nothing means nothing is left.
         const bool finished = done.load(std::memory_order_acquire);
-        if (Fiber* f = dq.steal()) {
+        if (Fiber* f = thief.steal()) {
           me.take(f);
           misses = 0;
         } else if (finished) {
@@ -411,7 +419,7 @@ void deque_stress(const DequeStressCase& c) {
       break;
     }
     const std::uint32_t r = rng.next();
-    const std::uint32_t size = dq.size_approx();
+    const std::uint32_t size = owner.size_approx();
     if (growing && size >= target) {
       growing = false;
     } else if (!growing && size == 0) {
@@ -423,14 +431,14 @@ void deque_stress(const DequeStressCase& c) {
       Item& it = items[pushed];
       it.stamp = stamp_of(pushed);
       const bool front = (r >> 16) % 8 < c.front_in_8;
-      if (front ? dq.push_front(as_fiber(&it)) : dq.push_back(as_fiber(&it))) {
+      if (front ? owner.push_front(as_fiber(&it)) : owner.push_back(as_fiber(&it))) {
         ++pushed;
         idle_ops = 0;
       } else {
         ++fulls;
         growing = false;
       }
-    } else if (Fiber* f = dq.pop_back()) {
+    } else if (Fiber* f = owner.pop_back()) {
       me.take(f);
       idle_ops = 0;
     }
@@ -441,7 +449,7 @@ void deque_stress(const DequeStressCase& c) {
   // pop_back returns null only when the deque is empty or a thief won its
   // last entry: either way it is empty then.
   for (std::uint32_t left = 0; left <= WorkDeque::kCapacity; ++left) {
-    Fiber* f = dq.pop_back();
+    Fiber* f = owner.pop_back();
     if (!f) break;
     me.take(f);
   }
@@ -452,7 +460,7 @@ void deque_stress(const DequeStressCase& c) {
   std::size_t stolen = 0;
   for (unsigned k = 1; k <= c.thieves; ++k) stolen += takers[k].got.size();
   EXPECT_GT(stolen, 0u) << "the thieves took nothing: no race was exercised";
-  EXPECT_EQ(dq.size_approx(), 0u);
+  EXPECT_EQ(owner.size_approx(), 0u);
   ::testing::Test::RecordProperty("stolen", static_cast<int>(stolen));
   ::testing::Test::RecordProperty("owner_took", static_cast<int>(me.got.size()));
   ::testing::Test::RecordProperty("full", static_cast<int>(fulls));

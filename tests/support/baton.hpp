@@ -1,7 +1,7 @@
 // baton.hpp — a one-waiter wake-up signal for scheduler tests and benchmarks.
 //
 // post() hands the baton over: the waiter in wait(), or the next wait(), takes
-// it. It is the "park / unpark" pair of Go's runtime, built on green's park
+// it. It is the "park / unpark" pair of Go's runtime, built on green's wait
 // protocol (green/detail/park.hpp) exactly as the sync/ primitives are, so the
 // scheduler can be exercised before sync/ exists.
 #pragma once
@@ -29,24 +29,11 @@ class Baton {
         return true;
       }
     }
-    detail::Waiter w;
-    auto publish = [this](detail::Waiter& me) {
-      std::lock_guard g(lock_);
-      if (posted_) {
-        posted_ = false;
-        detail::wake(me);
-      } else {
-        waiters_.push_back(me);
-      }
-    };
-    const auto r = detail::park(w, deadline, detail::PublishFn(publish), "Baton.wait");
-    if (r == detail::WakeReason::notified) return true;  // handed over by post()
-    {
-      std::lock_guard g(lock_);
-      waiters_.remove(w);
-    }
-    if (r == detail::WakeReason::interrupted) detail::throw_if_interrupted();
-    return false;
+    return detail::wait_until(lock_, waiters_, deadline, "Baton.wait", [this] {
+      if (!posted_) return false;
+      posted_ = false;  // taken: wake-ups are not counted twice
+      return true;
+    });
   }
 
  private:

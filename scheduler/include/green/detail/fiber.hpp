@@ -15,8 +15,8 @@
 // A green thread killed before its first run goes created ──▶ done without
 // running its body; its links still fire.
 //
-// Waiting (`park_word`) is the heart of "every wait has one winner": see
-// park.hpp. Interrupts (kill, Timeout) are described in fiber.cpp.
+// Waiting (`park_word`) and interrupts (kill, Timeout): the wait protocol in
+// park.hpp is their contract.
 #pragma once
 
 #include <atomic>
@@ -59,7 +59,7 @@ struct TimeoutScope {
 // Where a green thread's children go: green::Nursery implements it. A green
 // thread spawned (green::spawn, a Group's spawn...) by a green thread whose
 // `scope` is set gets the same scope, is adopt()ed before it can run, and is
-// released() when it ends, before its joiners wake. Both calls may come from
+// released() once it has ended, after its links ran (a link may spawn). Both calls may come from
 // any worker at once; neither may block or throw.
 struct SpawnScope {
   virtual void adopt(class Fiber& child) noexcept = 0;
@@ -67,6 +67,28 @@ struct SpawnScope {
 
  protected:
   ~SpawnScope() = default;
+};
+
+// Told once that a green thread has ended, by whichever layer keeps books on
+// it (a Group or Pool in sync/, a server in io/). finished() runs under the
+// green thread's lock, right after its status became done and before its
+// joiners wake, so whoever joins it sees the books already updated. It must
+// be short, must not throw or block, and must not take a lock that is held
+// anywhere while a Fiber's lock is taken. Registering costs no allocation:
+// the link lives in the listener, which must outlive the registration.
+class CompletionListener {
+ public:
+  virtual void finished(class Fiber& f) noexcept = 0;
+
+  // The green thread's list, under its lock; not the listener's to touch.
+  CompletionListener* next_listener_ = nullptr;
+
+ protected:
+  CompletionListener() = default;
+  // A copy is a new, unregistered listener: the link is never copied.
+  CompletionListener(const CompletionListener&) noexcept {}
+  CompletionListener& operator=(const CompletionListener&) noexcept { return *this; }
+  ~CompletionListener() = default;
 };
 
 // A value per green thread for green::local<T>.
@@ -150,14 +172,7 @@ class Fiber {
   SpawnScope* scope = nullptr;
   Fiber* scope_prev = nullptr;      // the scope's member list, under its lock
   Fiber* scope_next = nullptr;
-  // One completion callback that costs no allocation, for the Group or Pool
-  // that spawned this green thread (sync/). Set before the fiber is
-  // submitted; called once, under `lock`, right after the status becomes
-  // done and before joiners wake, so that whoever joins it sees the group's
-  // books already updated. It must be short and must not throw or block.
-  void (*done_hook)(Fiber& f, void* arg, std::uintptr_t tag) noexcept = nullptr;
-  void* done_hook_arg = nullptr;
-  std::uintptr_t done_hook_tag = 0;
+  CompletionListener* listeners = nullptr;  // guarded by `lock`
 
   // ---- ownership -----------------------------------------------------------
   std::atomic<std::uint32_t> refs{1};
@@ -179,8 +194,14 @@ class Fiber {
   // Delivers `exc` (GreenletExit when null) to this green thread. With
   // `block`, waits until it is done or the deadline passes.
   bool kill(std::exception_ptr exc, bool block, Deadline deadline);
-  // Calls `fn(*this)` once it is done (at once when it already is).
+  // Calls `fn(*this)` once it is done (at once when it already is), after
+  // its joiners woke, outside its lock; it may block and spawn.
   void link(std::function<void(Fiber&)> fn);
+  // Registers `l` (see CompletionListener). False, registering nothing, when
+  // the green thread is done already: the caller does the books itself.
+  bool listen(CompletionListener& l) noexcept;
+  // Withdraws `l` before it fired (a member that was never submitted).
+  void unlisten(CompletionListener& l) noexcept;
   // error if not GreenletExit; marks it observed.
   std::exception_ptr observe_error() noexcept;
 };

@@ -5,15 +5,15 @@
 // reference count, between the Group object and its members: a member that
 // finishes after its Group was destroyed still finds the books it updates.
 //
-// A member spawned by the group carries the core in its Fiber::done_hook, so
-// joining the group costs no allocation per member. The hook runs as the
-// member becomes done and before its joiners wake (see fiber.hpp): once
-// g.join() returns, the group no longer counts g and its slot is free.
-// Members add()ed from outside use an ordinary link instead.
+// Each member's entry is a CompletionListener registered on its green
+// thread (see green/detail/fiber.hpp), so joining the group costs no
+// allocation per member. It fires as the member becomes done and before its
+// joiners wake: once g.join() returns, the group no longer counts g and its
+// slot is free. Members add()ed from outside are followed the same way.
 //
 // One lock, lock_, guards the books and every MemberWatch of the group, so
 // that a spawn costs one lock round and a finishing member another.
-// Lock order: a member's Fiber::lock (held while its hook runs) before
+// Lock order: a member's Fiber::lock (held while its listener runs) before
 // lock_. Nothing here takes a fiber's lock while holding lock_ (kill()
 // works on a snapshot).
 #pragma once
@@ -95,13 +95,13 @@ class GroupCore {
   // ---- members -------------------------------------------------------------
   // Takes a slot for f (not yet submitted), waiting for one until `deadline`
   // when `block` (first come, first served), and makes f a member whose
-  // done hook frees the slot; `watch` (may be null) follows it. False when
+  // listener frees the slot; `watch` (may be null) follows it. False when
   // no slot came in time.
   bool admit_spawned(Fiber* f, MemberWatch* watch, Deadline deadline, bool block);
   // Undoes admit_spawned() when f could not be submitted.
   void abandon(Fiber* f) noexcept;
   // Makes an already spawned green thread a member, taking a slot as
-  // admit_spawned() does; it leaves through a link. True if it was a member
+  // admit_spawned() does. True if it was a member
   // already (nothing changes then); false when no slot came in time.
   bool admit_existing(Fiber* f, Deadline deadline, bool block);
   bool contains(const Fiber* f) const;
@@ -123,15 +123,19 @@ class GroupCore {
 
  private:
   friend class MemberWatch;
-  struct Member {
+  // One member's entry; its address is stable (members_ is a deque), so
+  // its green thread can hold it in its listener list.
+  struct Member final : CompletionListener {
+    GroupCore* core = nullptr;
+    std::uint32_t index = 0;
     Fiber* fiber = nullptr;  // holds a reference; null: a free entry
     MemberWatch* watch = nullptr;
     bool killed = false;     // by Group::kill()
+    void finished(Fiber& f) noexcept override;
   };
-  static void on_done(Fiber& f, void* core, std::uintptr_t index) noexcept;
   // Takes a slot under `lk`, waiting as admit_spawned() says.
   bool take_slot(std::unique_lock<SpinLock>& lk, Deadline deadline, bool block);
-  std::uint32_t insert_locked(Fiber* f, MemberWatch* watch);
+  Member& insert_locked(Fiber* f, MemberWatch* watch);
   // Removes entry `index`, frees its slot, tells its watch.
   void remove_locked(std::uint32_t index) noexcept;
   void free_slot_locked() noexcept;
@@ -140,7 +144,7 @@ class GroupCore {
   mutable SpinLock lock_;
   const std::size_t capacity_;
   std::size_t used_ = 0;               // slots taken (= members, plus spawns under way)
-  std::vector<Member> members_;        // indexed by the member's hook tag
+  std::deque<Member> members_;         // entry i has index i
   std::vector<std::uint32_t> free_;    // unused entries of members_
   std::size_t count_ = 0;              // live members
   WaitList joiners_;                   // join(): woken when count_ reaches 0

@@ -1,0 +1,141 @@
+// switch.cpp — switching between green threads and the scheduler context,
+// with what every switch carries besides registers (switch.hpp): the
+// sanitizers' fiber hooks, the C++ exception globals, the stack-overflow
+// check, and the step that runs on the far side (SwitchMsg).
+//
+// `this` is not used after jump() returns: the caller may have resumed on
+// another worker's thread. Code after a switch re-reads current_worker().
+#include <cstdlib>
+
+#include <boost/context/detail/fcontext.hpp>
+#include <cxxabi.h>
+
+#include "fiber_internal.hpp"
+#include "stack.hpp"
+#include "switch.hpp"
+#include "worker.hpp"
+
+namespace green::detail {
+
+namespace ctx = boost::context::detail;
+
+EhGlobals* eh_globals() noexcept {
+  return reinterpret_cast<EhGlobals*>(abi::__cxa_get_globals());
+}
+
+void Worker::resume_after_switch(ctx::transfer_t t) {
+  // Copy first: `after` may recycle the stack the message lives on.
+  const SwitchMsg m = *static_cast<SwitchMsg*>(t.data);
+  if (m.from) {
+    m.from->context = t.fctx;
+  } else {
+    current_worker()->sched_context_ = t.fctx;
+  }
+  if (m.after) m.after(m.arg, m.from, current_worker());
+}
+
+void Worker::fiber_entry(ctx::transfer_t t) {
+#if GREEN_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
+#endif
+  resume_after_switch(t);
+  Fiber* self = current_worker()->current();
+  run_fiber(self);
+  current_worker()->exit_fiber(self);
+}
+
+[[gnu::noinline]] void Worker::jump(Fiber* from, Fiber* to, SwitchMsg* msg,
+                                    bool from_is_finishing) {
+  // A slab stack has no guard page: it overflowed if we are below its base
+  // now (a switch at the deepest point) or its canary was overwritten on
+  // the way down and back. Both checks, because either can miss alone: the
+  // frames of the overflow may have skipped the canary's bytes (ASan's
+  // redzones are never written), and the switch may come after the return.
+  if (from && !from->stack->guard &&
+      (static_cast<const char*>(__builtin_frame_address(0)) < from->stack->base ||
+       !canary_intact(canary_of(*from->stack))))
+    report_stack_overflow(from);
+
+  EhGlobals* eh = eh_;  // this thread's; the pointer never changes
+  if (from) {
+    from->eh_caught = eh->caught_exceptions;
+    from->eh_uncaught = eh->uncaught_exceptions;
+  } else {
+    sched_eh_caught_ = eh->caught_exceptions;
+    sched_eh_uncaught_ = eh->uncaught_exceptions;
+  }
+  if (to) {
+    eh->caught_exceptions = to->eh_caught;
+    eh->uncaught_exceptions = to->eh_uncaught;
+    runs_.store(runs_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  } else {
+    eh->caught_exceptions = sched_eh_caught_;
+    eh->uncaught_exceptions = sched_eh_uncaught_;
+  }
+  current_ = to;
+  void* target = to ? to->context : sched_context_;
+
+#if GREEN_ASAN
+  void* fake_stack = nullptr;
+  const void* bottom = to ? to->stack->base : thread_stack_bottom_;
+  std::size_t size = to ? to->stack->size : thread_stack_size_;
+  __sanitizer_start_switch_fiber(from_is_finishing ? nullptr : &fake_stack, bottom, size);
+#else
+  (void)from_is_finishing;
+#endif
+#if GREEN_TSAN
+  __tsan_switch_to_fiber(to ? to->stack->tsan_fiber : thread_tsan_fiber_, 0);
+#endif
+
+  ctx::transfer_t t = ctx::jump_fcontext(target, msg);
+
+#if GREEN_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+#endif
+  resume_after_switch(t);
+}
+
+void Worker::yield_current(Fiber* self) {
+  if (!keep_yielder_private(self)) {
+    suspend(self, [](void*, Fiber* from, Worker* w) { w->place(from, Worker::Place::after_all); }, nullptr);
+    return;
+  }
+  // The private FIFO is only read by this worker, and only after this switch
+  // completes, so self may be queued before it leaves its stack: no
+  // after-switch step, and no switch at all when nothing else is runnable.
+  yielded_.push(self);
+  Fiber* next = pick_local();
+  if (next == self) return;
+  SwitchMsg msg{self, nullptr, nullptr};
+  jump(self, next, &msg, false);
+}
+
+void Worker::suspend(Fiber* self, void (*after)(void*, Fiber*, Worker*), void* arg) {
+  Fiber* next = pick_local();
+  SwitchMsg msg{self, after, arg};
+  jump(self, next, &msg, false);
+}
+
+namespace {
+void after_exit(void*, Fiber* from, Worker* w) {
+  Stack* s = from->stack;
+  from->stack = nullptr;
+  w->release_stack(s);
+  w->count_unbound();
+  from->release();  // the runtime's reference
+}
+}  // namespace
+
+void Worker::exit_fiber(Fiber* self) {
+  Fiber* next = pick_local();
+  SwitchMsg msg{self, &after_exit, nullptr};
+  jump(self, next, &msg, true);
+  std::abort();  // unreachable: nobody resumes a finished fiber
+}
+
+void Worker::run_from_scheduler(Fiber* f) {
+  SwitchMsg msg{nullptr, nullptr, nullptr};
+  jump(nullptr, f, &msg, false);
+}
+
+}  // namespace green::detail
