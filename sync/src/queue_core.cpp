@@ -73,8 +73,10 @@ bool QueueCore::take_from_putter(void* slot) {
   return false;
 }
 
-bool QueueCore::put_locked(void* item) {
-  if (hand_to_getter(item)) {
+// put_locked() and take_locked() are the hot path of every queue: inline,
+// and the wait lists looked at before any call that walks them.
+inline bool QueueCore::put_locked(void* item) {
+  if (!getters_.empty() && hand_to_getter(item)) {
     ++unfinished_;
     return true;
   }
@@ -88,10 +90,10 @@ bool QueueCore::put_locked(void* item) {
   return false;
 }
 
-bool QueueCore::take_locked(void* slot) {
+inline bool QueueCore::take_locked(void* slot) {
   if (count_ == 0) {
     // Only a rendezvous has putters waiting while nothing is stored.
-    if (!take_from_putter(slot)) return false;
+    if (putters_.empty() || !take_from_putter(slot)) return false;
     ++unfinished_;
     return true;
   }
