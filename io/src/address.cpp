@@ -18,24 +18,26 @@ Address::Address(const sockaddr* sa, socklen_t len) {
   len_ = len;
 }
 
+namespace {
+// Parses `host` as one family's numeric form into `a`; false if it is not.
+template <class SockAddr, class InAddr>
+bool parse_numeric(Address& a, sa_family_t family, InAddr SockAddr::*addr,
+                   in_port_t SockAddr::*port_field, const std::string& host, std::uint16_t port) {
+  auto* sa = reinterpret_cast<SockAddr*>(a.data());
+  if (inet_pton(family, host.c_str(), &(sa->*addr)) != 1) return false;
+  reinterpret_cast<sockaddr*>(sa)->sa_family = family;
+  sa->*port_field = htons(port);
+  a.set_size(sizeof(SockAddr));
+  return true;
+}
+}  // namespace
+
 Address Address::ip(std::string_view numeric_host, std::uint16_t port) {
   const std::string host(numeric_host);
   Address a;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&a.storage_);
-  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(port);
-    a.len_ = sizeof(sockaddr_in);
-    return a;
-  }
+  if (parse_numeric(a, AF_INET, &sockaddr_in::sin_addr, &sockaddr_in::sin_port, host, port)) return a;
   a = Address();
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&a.storage_);
-  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(port);
-    a.len_ = sizeof(sockaddr_in6);
-    return a;
-  }
+  if (parse_numeric(a, AF_INET6, &sockaddr_in6::sin6_addr, &sockaddr_in6::sin6_port, host, port)) return a;
   throw Error("green::Address: not a numeric IPv4 or IPv6 address: '" + host + "'");
 }
 

@@ -1,6 +1,6 @@
 // server.cpp — StreamServer and DatagramServer.
 //
-// Stopping: stop() sets stopping_, shuts the listening sockets down (no new
+// Stopping: stop() marks the server stopping, shuts the listening sockets down (no new
 // connection from that moment) and kills the acceptors (wherever they
 // wait), then closes the listening sockets, joins the handlers for the
 // grace period and kills the rest. No fd is closed while a green thread may
@@ -43,19 +43,10 @@ StreamServer::StreamServer(Address address, Handler handler, StreamServerOptions
   }
 }
 
-StreamServer::~StreamServer() {
-  if (started_ && !stopping_) {
-    try {
-      stop(std::chrono::seconds(0));
-    } catch (...) {
-    }
-  }
-}
+StreamServer::~StreamServer() { life_.stop_at_destruction(*this); }
 
 void StreamServer::start() {
-  if (started_) throw Error("green::StreamServer: already started");
-  if (stopping_) throw Error("green::StreamServer: stopped servers cannot be restarted");
-  if (!in_green_thread()) throw Error("green::StreamServer::start: call it from a green thread");
+  life_.check_startable();
   unsigned n = options_.listeners ? options_.listeners : detail::current_worker_count();
   const unsigned workers = detail::current_worker_count();
   if (address_.family() != AF_UNIX && !options_.share_port) check_port_free();
@@ -71,7 +62,7 @@ void StreamServer::start() {
     listeners_.push_back(std::move(s));
     if (address_.family() == AF_UNIX) break;  // a path can be bound once
   }
-  started_ = true;
+  life_.set_started();
   for (std::size_t i = 0; i < listeners_.size(); ++i) {
     Socket* listener = &listeners_[i];
     acceptors_.push_back(spawn({.name = "StreamServer.accept", .worker = int(i % workers), .pinned = true},
@@ -116,7 +107,7 @@ void StreamServer::accept_loop(Socket& listener) {
     try {
       conn = listener.accept();
     } catch (const SystemError& e) {
-      if (stopping_) return;
+      if (life_.stopping()) return;
       if (e.code() == EMFILE || e.code() == ENFILE || e.code() == ENOBUFS || e.code() == ENOMEM) {
         // Out of descriptors or memory: wait for connections to end rather
         // than spin on a listener that stays readable (Go's net/http rule).
@@ -162,17 +153,10 @@ void StreamServer::serve(Socket& sock, const Address& peer) {
   }
 }
 
-void StreamServer::serve_forever() {
-  if (!started_) start();
-  stopped_.wait();
-}
+void StreamServer::serve_forever() { life_.serve_forever(*this); }
 
 void StreamServer::stop(std::chrono::steady_clock::duration grace) {
-  if (!started_) return;
-  if (stopping_.exchange(true)) {  // another stop() is under way
-    stopped_.wait();
-    return;
-  }
+  if (!life_.begin_stop()) return;
   // Stop accepting at once: shutdown() makes a TCP listening socket refuse
   // new connections and fail accept() with EINVAL, without closing the fd.
   // Under load a killed acceptor may wait its turn in a queue for a while,
@@ -196,8 +180,7 @@ void StreamServer::stop(std::chrono::steady_clock::duration grace) {
   for (Socket& l : listeners_) l.close();
   if (!handlers_->join(grace)) handlers_->kill();
   if (address_.family() == AF_UNIX) ::unlink(address_.to_string().substr(5).c_str());
-  started_ = false;
-  stopped_.set();
+  life_.set_stopped();
 }
 
 // ---------------------------------------------------------------------------
@@ -207,30 +190,21 @@ DatagramServer::DatagramServer(Address address, Handler handler, std::size_t max
   if (!handler_) throw Error("green::DatagramServer: empty handler");
 }
 
-DatagramServer::~DatagramServer() {
-  if (started_ && !stopping_) {
-    try {
-      stop(std::chrono::seconds(0));
-    } catch (...) {
-    }
-  }
-}
+DatagramServer::~DatagramServer() { life_.stop_at_destruction(*this); }
 
 void DatagramServer::start() {
-  if (started_) throw Error("green::DatagramServer: already started");
-  if (stopping_) throw Error("green::DatagramServer: stopped servers cannot be restarted");
-  if (!in_green_thread()) throw Error("green::DatagramServer::start: call it from a green thread");
+  life_.check_startable();
   socket_ = Socket(address_.family(), SOCK_DGRAM);
   socket_.bind(address_);
   address_ = socket_.local_address();
-  started_ = true;
+  life_.set_started();
   receiver_ = spawn({.name = "DatagramServer.recv"}, [this] {
     for (;;) {
       std::pair<std::string, Address> dgram;
       try {
         dgram = socket_.recv_from(max_datagram_);
       } catch (const SystemError&) {
-        if (stopping_) return;
+        if (life_.stopping()) return;
         throw;
       }
       handlers_.spawn([this, d = std::move(dgram)] {
@@ -247,23 +221,15 @@ void DatagramServer::start() {
   });
 }
 
-void DatagramServer::serve_forever() {
-  if (!started_) start();
-  stopped_.wait();
-}
+void DatagramServer::serve_forever() { life_.serve_forever(*this); }
 
 void DatagramServer::stop(std::chrono::steady_clock::duration grace) {
-  if (!started_) return;
-  if (stopping_.exchange(true)) {
-    stopped_.wait();
-    return;
-  }
+  if (!life_.begin_stop()) return;
   // Receiver and handlers end first; the socket they use is closed last.
   receiver_.kill();
   if (!handlers_.join(grace)) handlers_.kill();
   socket_.close();
-  started_ = false;
-  stopped_.set();
+  life_.set_stopped();
 }
 
 }  // namespace green

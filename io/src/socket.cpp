@@ -258,20 +258,23 @@ void Socket::set_reuseaddr(bool on) { set_flag(SOL_SOCKET, SO_REUSEADDR, on, "se
 void Socket::set_reuseport(bool on) { set_flag(SOL_SOCKET, SO_REUSEPORT, on, "setsockopt(SO_REUSEPORT)"); }
 void Socket::set_keepalive(bool on) { set_flag(SOL_SOCKET, SO_KEEPALIVE, on, "setsockopt(SO_KEEPALIVE)"); }
 
-Address Socket::local_address() const {
+namespace {
+// getsockname(2) or getpeername(2) into an Address.
+Address name_of(int fd, int (*get)(int, sockaddr*, socklen_t*), const char* op) {
   Address a;
   socklen_t len = Address::capacity();
-  if (getsockname(checked_fd("getsockname"), a.data(), &len) < 0) throw SystemError(errno, "getsockname");
+  if (get(fd, a.data(), &len) < 0) throw SystemError(errno, op);
   a.set_size(len);
   return a;
 }
+}  // namespace
+
+Address Socket::local_address() const {
+  return name_of(checked_fd("getsockname"), &::getsockname, "getsockname");
+}
 
 Address Socket::peer_address() const {
-  Address a;
-  socklen_t len = Address::capacity();
-  if (getpeername(checked_fd("getpeername"), a.data(), &len) < 0) throw SystemError(errno, "getpeername");
-  a.set_size(len);
-  return a;
+  return name_of(checked_fd("getpeername"), &::getpeername, "getpeername");
 }
 
 // ---------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 // park.cpp — the wait protocol of green/detail/park.hpp, which is its
 // contract: the park word, publishing, the kill/timer/wake race. This is the
-// only file that reads or writes a park word or a ThreadParker.
+// only file that writes a park word or touches a ThreadParker.
 #include <csignal>
 #include <linux/futex.h>
 #include <pthread.h>

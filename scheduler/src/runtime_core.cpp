@@ -1,4 +1,5 @@
-// runtime_core.cpp — injection queue, idle workers, registry and shutdown.
+// runtime_core.cpp — a runtime's workers, its registry of live green
+// threads, and shutdown. Placement is placement.cpp, idling idle.cpp.
 #include "runtime_core.hpp"
 
 #include <algorithm>
@@ -68,8 +69,8 @@ std::size_t RuntimeCore::live() const noexcept {
 
 void RuntimeCore::notify_if_all_done() noexcept {
   if (live() != 0) return;
-  std::lock_guard lock(done_mu_);
-  all_done_.notify_all();
+  std::lock_guard lock(done_lock_);
+  done_waiters_.wake_all();
 }
 
 // ---------------------------------------------------------------------------
@@ -94,8 +95,8 @@ void RuntimeCore::shutdown() {
       f->kill(nullptr, false, kNoDeadline);  // ignored while one is pending
       f->release();
     }
-    std::unique_lock lock(done_mu_);
-    all_done_.wait_for(lock, std::chrono::milliseconds(50), [this] { return live() == 0; });
+    wait_until(done_lock_, done_waiters_, deadline_after(std::chrono::milliseconds(50)), "shutdown",
+               [this] { return live() == 0; });
   }
 
   stop_workers_.store(true, std::memory_order_seq_cst);

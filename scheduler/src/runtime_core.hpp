@@ -18,7 +18,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -105,8 +104,8 @@ class RuntimeCore {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> stop_workers_{false};
   std::mutex shutdown_mu_;  // one shutdown at a time
-  std::mutex done_mu_;      // with all_done_: "the last fiber ended"
-  std::condition_variable all_done_;
+  SpinLock done_lock_;      // with done_waiters_: "the last fiber ended"
+  WaitList done_waiters_;
   std::atomic<std::uint64_t> next_id_{1};
   void notify_if_all_done() noexcept;
 };

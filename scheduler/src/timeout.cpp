@@ -1,5 +1,5 @@
 // timeout.cpp — green::Timeout scopes (see timeout.hpp; the firing side is in
-// fiber.cpp, where a park merges the scopes' deadlines into its timer).
+// park.cpp, where a park merges the scopes' deadlines into its timer).
 #include "green/timeout.hpp"
 
 #include <atomic>

@@ -138,19 +138,27 @@ void GroupCore::remove_locked(std::uint32_t index) noexcept {
   if (watch) watch->finished_locked(*f);
 }
 
+GroupCore::Member* GroupCore::admit_locked(std::unique_lock<SpinLock>& lk, Fiber* f, MemberWatch* watch,
+                                           Deadline deadline, bool block) {
+  if (!take_slot(lk, deadline, block)) return nullptr;
+  Member* m;
+  try {
+    m = &insert_locked(f, watch);
+  } catch (...) {
+    free_slot_locked();
+    throw;
+  }
+  add_ref();  // the member's: released when it finishes
+  return m;
+}
+
 bool GroupCore::admit_spawned(Fiber* f, MemberWatch* watch, Deadline deadline, bool block) {
   Member* m;
   {
     std::unique_lock lk(lock_);
-    if (!take_slot(lk, deadline, block)) return false;
-    try {
-      m = &insert_locked(f, watch);
-    } catch (...) {
-      free_slot_locked();
-      throw;
-    }
+    m = admit_locked(lk, f, watch, deadline, block);
   }
-  add_ref();  // the member's: released when it finishes
+  if (!m) return false;
   // Outside lock_ (the lock order). f is not submitted yet, so it cannot be
   // done, and the entry cannot be freed before it finishes.
   f->listen(*m);
@@ -185,15 +193,9 @@ bool GroupCore::admit_existing(Fiber* f, Deadline deadline, bool block) {
     std::unique_lock lk(lock_);
     for (const Member& e : members_)
       if (e.fiber == f) return true;
-    if (!take_slot(lk, deadline, block)) return false;
-    try {
-      m = &insert_locked(f, nullptr);
-    } catch (...) {
-      free_slot_locked();
-      throw;
-    }
+    m = admit_locked(lk, f, nullptr, deadline, block);
   }
-  add_ref();
+  if (!m) return false;
   if (!f->listen(*m)) m->finished(*f);  // it has finished already
   return true;
 }

@@ -825,7 +825,7 @@ TEST(SocketLeak, SequentialConnectCloseLeaksNoFd) {
 }
 
 // ---------------------------------------------------------------------------
-// A busy worker's fds are served by an idle worker (worker.cpp's
+// A busy worker's fds are served by an idle worker (steal.cpp's
 // poll_busy_hubs: an idle worker polls a busy peer's hub every 1 ms).
 
 TEST(SocketBusyWorker, IdleWorkerServesBusyWorkersHub) {

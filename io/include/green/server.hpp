@@ -63,6 +63,7 @@
 #include <vector>
 
 #include "green/address.hpp"
+#include "green/detail/server_lifecycle.hpp"
 #include "green/event.hpp"
 #include "green/greenlet.hpp"
 #include "green/lock.hpp"
@@ -97,7 +98,7 @@ class StreamServer {
   void stop(std::chrono::steady_clock::duration grace = std::chrono::seconds(1));
 
   // True from start() until stop() has finished.
-  bool started() const noexcept { return started_.load(); }
+  bool started() const noexcept { return life_.started(); }
   // The bound address (with the chosen port after a port-0 start()).
   Address address() const { return address_; }
   // Handlers running now.
@@ -118,9 +119,7 @@ class StreamServer {
   std::unique_ptr<Group> handlers_;
   std::vector<Socket> listeners_;
   std::vector<Greenlet<void>> acceptors_;
-  Event stopped_;
-  std::atomic<bool> started_{false};
-  std::atomic<bool> stopping_{false};  // read by the acceptors on every worker
+  detail::ServerLifecycle life_{"StreamServer"};
   std::atomic<std::uint64_t> peer_errors_{0};
   // Accept failures since the last report, and when that report was
   // (steady_clock ticks): one report a second, whichever acceptor makes it.
@@ -140,7 +139,7 @@ class DatagramServer {
   void start();
   void serve_forever();
   void stop(std::chrono::steady_clock::duration grace = std::chrono::seconds(1));
-  bool started() const noexcept { return started_.load(); }
+  bool started() const noexcept { return life_.started(); }
   Address address() const { return address_; }
   // Sends a datagram from the server's socket. Handlers may call it at the
   // same time: a lock lets one of them wait for the socket at a time.
@@ -157,9 +156,7 @@ class DatagramServer {
   Group handlers_;
   Greenlet<void> receiver_;
   Lock send_lock_;
-  Event stopped_;
-  std::atomic<bool> started_{false};
-  std::atomic<bool> stopping_{false};
+  detail::ServerLifecycle life_{"DatagramServer"};
 };
 
 }  // namespace green

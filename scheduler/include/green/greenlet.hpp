@@ -89,7 +89,7 @@ class Task final : public ResultFiber<T> {
   Tuple args_;
 };
 
-// fiber.cpp: registers f with a runtime (the current one when rt is null)
+// lifecycle.cpp: registers f with a runtime (the current one when rt is null)
 // and makes it runnable, now or at start_at. Throws Error outside a runtime.
 void submit(RuntimeCore* rt, Fiber* f, const SpawnOptions& opts, Deadline start_at);
 // Green threads done, in the order they finished (see joinall()).

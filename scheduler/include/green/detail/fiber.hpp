@@ -108,7 +108,7 @@ class Fiber {
   virtual ~Fiber();
 
   // Control blocks up to kBlockSize bytes come from a per-worker free list:
-  // spawn and finish then cost no malloc (see worker.cpp).
+  // spawn and finish then cost no malloc (see control_block.cpp).
   static constexpr std::size_t kBlockSize = 512;
   static void* operator new(std::size_t size);
   static void operator delete(void* p, std::size_t size) noexcept;
@@ -148,7 +148,7 @@ class Fiber {
   std::atomic<const char*> wait_reason{""};
   // True while the worker runs the park's after-switch step: a waker may win
   // the CAS during it, and the fiber then waits for the step to finish
-  // before it touches its Waiter again (see park() in fiber.cpp).
+  // before it touches its Waiter again (PUBLISHING in park.hpp).
   std::atomic<bool> publishing{false};
 
   // ---- interrupts: kill and Timeout --------------------------------------

@@ -2,7 +2,8 @@
 // others wake it. Every wait in green goes through this header: join, sleep,
 // spawn_later, the sync/ primitives, fd readiness, offload's completion,
 // Nursery's close, the tests' Baton. The implementation is
-// scheduler/src/park.cpp; no other file reads or writes a park word.
+// scheduler/src/park.cpp; no other file writes a park word (timers and
+// dumps read it through fiber_internal.hpp's parked_in() and is_parked()).
 //
 // PARTIES. A green thread parks by switching away, so its worker runs other
 // work; a plain OS thread parks on a futex. Wakers see both the same way: a

@@ -47,20 +47,8 @@ class WaitList {
  public:
   bool empty() const noexcept { return head_ == nullptr; }
   Waiter* front() const noexcept { return head_; }
-  void push_back(Waiter& w) noexcept {
-    w.next = nullptr;
-    w.prev = tail_;
-    if (tail_) tail_->next = &w; else head_ = &w;
-    tail_ = &w;
-    w.linked = true;
-  }
-  void push_front(Waiter& w) noexcept {
-    w.prev = nullptr;
-    w.next = head_;
-    if (head_) head_->prev = &w; else tail_ = &w;
-    head_ = &w;
-    w.linked = true;
-  }
+  void push_back(Waiter& w) noexcept { link_between(w, tail_, nullptr); }
+  void push_front(Waiter& w) noexcept { link_between(w, nullptr, head_); }
   void remove(Waiter& w) noexcept {
     if (!w.linked) return;
     if (w.prev) w.prev->next = w.next; else head_ = w.next;
@@ -87,6 +75,14 @@ class WaitList {
   }
 
  private:
+  void link_between(Waiter& w, Waiter* prev, Waiter* next) noexcept {
+    w.prev = prev;
+    w.next = next;
+    (prev ? prev->next : head_) = &w;
+    (next ? next->prev : tail_) = &w;
+    w.linked = true;
+  }
+
   Waiter* head_ = nullptr;
   Waiter* tail_ = nullptr;
 };

@@ -133,6 +133,9 @@ class GroupCore {
     bool killed = false;     // by Group::kill()
     void finished(Fiber& f) noexcept override;
   };
+  // Takes a slot and an entry for f under `lk`; null when no slot came.
+  Member* admit_locked(std::unique_lock<SpinLock>& lk, Fiber* f, MemberWatch* watch, Deadline deadline,
+                       bool block);
   // Takes a slot under `lk`, waiting as admit_spawned() says.
   bool take_slot(std::unique_lock<SpinLock>& lk, Deadline deadline, bool block);
   Member& insert_locked(Fiber* f, MemberWatch* watch);
