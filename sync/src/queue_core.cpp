@@ -7,7 +7,7 @@
 // - An item is handed over before the wake() that tells its receiver, and
 //   handed back if the wake fails (the receiver timed out or was killed and
 //   is about to unlink itself): nothing is lost or delivered twice, and the
-//   item goes on to the next party in line (park_on.hpp's waker side).
+//   item goes on to the next party in line (the waker's side in green/detail/park.hpp).
 // - unfinished_ counts every item put, whichever way it went.
 #include "green/detail/queue_core.hpp"
 

@@ -73,31 +73,32 @@ namespace detail {
 // Each says whether it holds items at all (kHoldsItems); the core only sees
 // the capacity that follows from it.
 
-template <class T>
-struct FifoStore {
+// Items in a sequence, put at its back and taken from its front (FIFO) or
+// its back (LIFO).
+template <class T, class Sequence, bool kTakeFront>
+struct SequenceStore {
   static constexpr bool kHoldsItems = true;
-  std::deque<T> items;
+  Sequence items;
   void push(T&& v) { items.push_back(std::move(v)); }
   T pop() {
-    T v = std::move(items.front());
-    items.pop_front();
+    T v = std::move(next(items));
+    if constexpr (kTakeFront) {
+      items.pop_front();
+    } else {
+      items.pop_back();
+    }
     return v;
   }
-  const T& peek() const { return items.front(); }
+  const T& peek() const { return next(items); }
+
+ private:
+  static auto& next(auto& seq) { return kTakeFront ? seq.front() : seq.back(); }
 };
 
 template <class T>
-struct LifoStore {
-  static constexpr bool kHoldsItems = true;
-  std::vector<T> items;
-  void push(T&& v) { items.push_back(std::move(v)); }
-  T pop() {
-    T v = std::move(items.back());
-    items.pop_back();
-    return v;
-  }
-  const T& peek() const { return items.back(); }
-};
+using FifoStore = SequenceStore<T, std::deque<T>, true>;
+template <class T>
+using LifoStore = SequenceStore<T, std::vector<T>, false>;
 
 // A binary heap whose front is the smallest item by Compare (Python's
 // heapq order, which gevent's PriorityQueue uses).
