@@ -37,8 +37,12 @@ inline bool is_parked(const Fiber* f) noexcept {
   return f->park_word.load(std::memory_order_relaxed) & 1;
 }
 // The check of a blocking call that does not park (yield): raises a pending
-// kill, or a Timeout scope that expired while the green thread ran.
-void interruption_point(Fiber* self);
+// kill, or a Timeout scope that expired while the green thread ran. Inline:
+// yield pays two of these, and the common case is nothing to look at.
+void check_scopes_and_interrupts(Fiber* self);
+inline void interruption_point(Fiber* self) {
+  if (self->scopes || has_interrupt(self)) check_scopes_and_interrupts(self);
+}
 
 // ---- lifecycle.cpp ----------------------------------------------------------
 // Runs the body (unless killed before starting) and completes the fiber:

@@ -247,7 +247,7 @@ void throw_if_interrupted() {
   }
 }
 
-void interruption_point(Fiber* self) {
+void check_scopes_and_interrupts(Fiber* self) {
   // Only a park arms timers for scopes, so one may have expired unseen.
   if (self->scopes) expire_scope(self, Clock::now());
   if (has_interrupt(self)) throw_if_interrupted();
