@@ -29,8 +29,7 @@ void Worker::release_stack(Stack* s) noexcept {
   rt_->stacks().release(s);
 }
 
-bool Worker::prepare_to_run(Fiber* f) {
-  if (f->context) return true;  // already running before: resume it
+bool Worker::prepare_first_run(Fiber* f) {
   if (f->start_at != Deadline{}) {
     // spawn_later: park it on our timers until it is due. Killing it wakes
     // it early; then it starts, sees the interrupt and never runs its body.

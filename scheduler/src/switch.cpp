@@ -1,7 +1,8 @@
-// switch.cpp — switching between green threads and the scheduler context,
-// with what every switch carries besides registers (switch.hpp): the
-// sanitizers' fiber hooks, the C++ exception globals, the stack-overflow
-// check, and the step that runs on the far side (SwitchMsg).
+// switch.cpp — the switch itself, between green threads and the scheduler
+// context, with what every switch carries besides registers (switch.hpp):
+// the sanitizers' fiber hooks, the C++ exception globals, the stack-overflow
+// check, and the step that runs on the far side (SwitchMsg). Who is switched
+// to is decided in worker.cpp (suspend, yield_current, exit_fiber).
 //
 // `this` is not used after jump() returns: the caller may have resumed on
 // another worker's thread. Code after a switch re-reads current_worker().
@@ -93,49 +94,6 @@ void Worker::fiber_entry(ctx::transfer_t t) {
   __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
 #endif
   resume_after_switch(t);
-}
-
-void Worker::yield_current(Fiber* self) {
-  if (!keep_yielder_private(self)) {
-    suspend(self, [](void*, Fiber* from, Worker* w) { w->place(from, Worker::Place::after_all); }, nullptr);
-    return;
-  }
-  // The private FIFO is only read by this worker, and only after this switch
-  // completes, so self may be queued before it leaves its stack: no
-  // after-switch step, and no switch at all when nothing else is runnable.
-  yielded_.push(self);
-  Fiber* next = pick_local();
-  if (next == self) return;
-  SwitchMsg msg{self, nullptr, nullptr};
-  jump(self, next, &msg, false);
-}
-
-void Worker::suspend(Fiber* self, void (*after)(void*, Fiber*, Worker*), void* arg) {
-  Fiber* next = pick_local();
-  SwitchMsg msg{self, after, arg};
-  jump(self, next, &msg, false);
-}
-
-namespace {
-void after_exit(void*, Fiber* from, Worker* w) {
-  Stack* s = from->stack;
-  from->stack = nullptr;
-  w->release_stack(s);
-  w->count_unbound();
-  from->release();  // the runtime's reference
-}
-}  // namespace
-
-void Worker::exit_fiber(Fiber* self) {
-  Fiber* next = pick_local();
-  SwitchMsg msg{self, &after_exit, nullptr};
-  jump(self, next, &msg, true);
-  std::abort();  // unreachable: nobody resumes a finished fiber
-}
-
-void Worker::run_from_scheduler(Fiber* f) {
-  SwitchMsg msg{nullptr, nullptr, nullptr};
-  jump(nullptr, f, &msg, false);
 }
 
 }  // namespace green::detail

@@ -8,6 +8,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "fiber_internal.hpp"
 #include "runtime_core.hpp"
@@ -186,6 +187,54 @@ Fiber* Worker::pick_local() {
     }
     if (prepare_to_run(f)) return f;
   }
+}
+
+// ---------------------------------------------------------------------------
+// Giving the worker to the next green thread: pick, then jump (switch.cpp).
+// Here, beside pick_local(), so the compiler can inline the pick into the
+// blocking path every park and yield takes.
+
+void Worker::yield_current(Fiber* self) {
+  if (!keep_yielder_private(self)) {
+    suspend(self, [](void*, Fiber* from, Worker* w) { w->place(from, Worker::Place::after_all); }, nullptr);
+    return;
+  }
+  // The private FIFO is only read by this worker, and only after this switch
+  // completes, so self may be queued before it leaves its stack: no
+  // after-switch step, and no switch at all when nothing else is runnable.
+  yielded_.push(self);
+  Fiber* next = pick_local();
+  if (next == self) return;
+  SwitchMsg msg{self, nullptr, nullptr};
+  jump(self, next, &msg, false);
+}
+
+void Worker::suspend(Fiber* self, void (*after)(void*, Fiber*, Worker*), void* arg) {
+  Fiber* next = pick_local();
+  SwitchMsg msg{self, after, arg};
+  jump(self, next, &msg, false);
+}
+
+namespace {
+void after_exit(void*, Fiber* from, Worker* w) {
+  Stack* s = from->stack;
+  from->stack = nullptr;
+  w->release_stack(s);
+  w->count_unbound();
+  from->release();  // the runtime's reference
+}
+}  // namespace
+
+void Worker::exit_fiber(Fiber* self) {
+  Fiber* next = pick_local();
+  SwitchMsg msg{self, &after_exit, nullptr};
+  jump(self, next, &msg, true);
+  std::abort();  // unreachable: nobody resumes a finished fiber
+}
+
+void Worker::run_from_scheduler(Fiber* f) {
+  SwitchMsg msg{nullptr, nullptr, nullptr};
+  jump(nullptr, f, &msg, false);
 }
 
 // ---------------------------------------------------------------------------

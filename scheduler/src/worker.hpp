@@ -212,7 +212,9 @@ class Worker {
   void stop_spinning() noexcept;
   static void resume_after_switch(boost::context::detail::transfer_t t);
   [[noreturn]] static void fiber_entry(boost::context::detail::transfer_t t);
-  bool prepare_to_run(Fiber* f);  // first run: stack, spawn_later
+  // Every pick passes here; only a first run leaves the inline path.
+  bool prepare_to_run(Fiber* f) { return f->context || prepare_first_run(f); }
+  bool prepare_first_run(Fiber* f);  // first_run.cpp: stack, spawn_later
   void run_from_scheduler(Fiber* f);
   void jump(Fiber* from, Fiber* to, SwitchMsg* msg, bool from_is_finishing);
   void park_in_hub();
