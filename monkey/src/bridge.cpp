@@ -28,9 +28,21 @@ detail::Deadline deadline_of(std::int64_t ns) noexcept {
 
 bool in_green() noexcept { return green::in_green_thread(); }
 
+// The waits run outside a sanitizer's blocking interceptor, which the hook
+// may be inside (park.hpp's run_outside_blocking_interceptor).
+template <class F>
+void outside_interceptor(F& f) noexcept {
+  detail::run_outside_blocking_interceptor([](void* p) { (*static_cast<F*>(p))(); }, &f);
+}
+
 int wait_fd(int fd, bool reading, std::int64_t deadline_ns, int* error) noexcept {
-  return static_cast<int>(io_detail::wait_fd_status(fd, reading, deadline_of(deadline_ns),
-                                                    reading ? "read (hooked)" : "write (hooked)", *error));
+  io_detail::FdWaitResult r{};
+  auto wait = [&] {
+    r = io_detail::wait_fd_status(fd, reading, deadline_of(deadline_ns),
+                                  reading ? "read (hooked)" : "write (hooked)", *error);
+  };
+  outside_interceptor(wait);
+  return static_cast<int>(r);
 }
 
 // The last interrupt reported as EINTR on this green thread: a second
@@ -56,9 +68,16 @@ int interrupt_errno() noexcept {
 int sleep_until(std::int64_t deadline_ns) noexcept {
   // An interrupt already reported: the sleep ends at once (see green_sleep).
   if (const int e = interrupt_errno()) return e;
-  if (detail::sleep_until_nothrow(deadline_of(deadline_ns), "sleep (hooked)") == detail::WakeReason::interrupted)
-    return interrupt_errno();
-  return 0;
+  detail::WakeReason r{};
+  auto sleep = [&] {
+    try {
+      r = detail::sleep_until_nothrow(deadline_of(deadline_ns), "sleep (hooked)");
+    } catch (...) {
+      r = detail::WakeReason::timed_out;  // no memory for the timer: the sleep ends
+    }
+  };
+  outside_interceptor(sleep);
+  return r == detail::WakeReason::interrupted ? interrupt_errno() : 0;
 }
 
 const Ops ops_table{

@@ -598,17 +598,22 @@ GREEN_HOOK ssize_t sendmsg(int fd, const msghdr* msg, int flags) {
       &ctx);
 }
 
-GREEN_HOOK int accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
-  const Ops* o = ops();
-  if (!o) return real().accept4(fd, addr, len, flags);
+// accept and accept4 share this (not one calling the other by name: under a
+// sanitizer that would go through its interceptor a second time).
+static int accept_common(int fd, sockaddr* addr, socklen_t* len, int flags) noexcept {
   const int r = read_like(fd, [&] { return real().accept4(fd, addr, len, flags | SOCK_NONBLOCK); });
   record_new(r, flags & SOCK_NONBLOCK);
   return r;
 }
 
+GREEN_HOOK int accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
+  if (!ops()) return real().accept4(fd, addr, len, flags);
+  return accept_common(fd, addr, len, flags);
+}
+
 GREEN_HOOK int accept(int fd, sockaddr* addr, socklen_t* len) {
   if (!ops()) return real().accept(fd, addr, len);
-  return accept4(fd, addr, len, 0);
+  return accept_common(fd, addr, len, 0);
 }
 
 GREEN_HOOK int connect(int fd, const sockaddr* addr, socklen_t len) {
@@ -781,8 +786,7 @@ GREEN_HOOK int socketpair(int domain, int type, int protocol, int sv[2]) {
   return r;
 }
 
-GREEN_HOOK int pipe2(int fds[2], int flags) {
-  if (!ops()) return real().pipe2(fds, flags);
+static int pipe_common(int fds[2], int flags) noexcept {
   const int r = real().pipe2(fds, flags | O_NONBLOCK);
   if (r == 0) {
     record_new(fds[0], flags & O_NONBLOCK);
@@ -791,9 +795,14 @@ GREEN_HOOK int pipe2(int fds[2], int flags) {
   return r;
 }
 
+GREEN_HOOK int pipe2(int fds[2], int flags) {
+  if (!ops()) return real().pipe2(fds, flags);
+  return pipe_common(fds, flags);
+}
+
 GREEN_HOOK int pipe(int fds[2]) {
   if (!ops()) return real().pipe(fds);
-  return pipe2(fds, 0);
+  return pipe_common(fds, 0);
 }
 
 GREEN_HOOK int dup(int fd) {

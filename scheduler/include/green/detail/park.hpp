@@ -254,6 +254,11 @@ WakeReason park_unlocked_status(Lock& lock, Waiter& w, Deadline deadline, const 
 // `interrupted` instead of throwing.
 WakeReason sleep_until_nothrow(Deadline deadline, const char* what);
 
+// Runs fn(arg), which may park, outside the state of a sanitizer's blocking
+// interceptor that the caller may be inside (a hook under ThreadSanitizer:
+// see switch.cpp). Just fn(arg) in other builds and on plain threads.
+void run_outside_blocking_interceptor(void (*fn)(void*), void* arg);
+
 // Workers of the caller's runtime (0 on a plain thread).
 unsigned current_worker_count() noexcept;
 
