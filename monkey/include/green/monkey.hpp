@@ -85,11 +85,16 @@
 // names. Their runtime is always first in the search order, and an
 // interceptor calls "the next definition" (dlsym(RTLD_NEXT) from the
 // runtime): ours. So a call goes program -> interceptor -> hook -> libc; the
-// sanitizer sees every call the program makes and the hook parks inside the
-// interceptor, whose state (TSan's) belongs to the green thread's own TSan
-// fiber and travels with it. The hooks' own calls to libc go through their
-// RTLD_NEXT pointers and are not seen a second time. The tests run in all
-// three builds (release, TSan, ASan+UBSan).
+// sanitizer sees every call the program makes, and the hook parks inside the
+// interceptor. ASan's interceptors only check the buffers. TSan runs a
+// blocking call's interceptor (read, recv, accept, poll, the sleeps) with
+// the calling fiber's interceptors and atomics ignored, expecting only a
+// system call inside; green's park protocol is atomics, so the hook waits on
+// a TSan fiber of its own, made for the wait and switched to and from like a
+// green thread's (run_outside_blocking_interceptor in green/detail/park.hpp).
+// The hooks' own calls to libc go through their RTLD_NEXT pointers and are
+// not seen a second time. The tests run in all three builds (release, TSan,
+// ASan+UBSan).
 //
 // NOT HOOKED (they still block the worker, or bypass green):
 //   - pthread mutexes and condition variables: a library that waits on its
