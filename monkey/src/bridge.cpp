@@ -28,11 +28,12 @@ detail::Deadline deadline_of(std::int64_t ns) noexcept {
 
 bool in_green() noexcept { return green::in_green_thread(); }
 
-// The waits run outside a sanitizer's blocking interceptor, which the hook
-// may be inside (park.hpp's run_outside_blocking_interceptor).
+// Every wait goes through park.hpp's run_wait_under_c_frames: it ends on
+// the worker it began on (the C code above may hold &errno), and under TSan
+// outside the blocking interceptor's state.
 template <class F>
-void outside_interceptor(F& f) noexcept {
-  detail::run_outside_blocking_interceptor([](void* p) { (*static_cast<F*>(p))(); }, &f);
+void under_c_frames(F& f) noexcept {
+  detail::run_wait_under_c_frames([](void* p) { (*static_cast<F*>(p))(); }, &f);
 }
 
 int wait_fd(int fd, bool reading, std::int64_t deadline_ns, int* error) noexcept {
@@ -41,7 +42,7 @@ int wait_fd(int fd, bool reading, std::int64_t deadline_ns, int* error) noexcept
     r = io_detail::wait_fd_status(fd, reading, deadline_of(deadline_ns),
                                   reading ? "read (hooked)" : "write (hooked)", *error);
   };
-  outside_interceptor(wait);
+  under_c_frames(wait);
   return static_cast<int>(r);
 }
 
@@ -76,7 +77,7 @@ int sleep_until(std::int64_t deadline_ns) noexcept {
       r = detail::WakeReason::timed_out;  // no memory for the timer: the sleep ends
     }
   };
-  outside_interceptor(sleep);
+  under_c_frames(sleep);
   return r == detail::WakeReason::interrupted ? interrupt_errno() : 0;
 }
 

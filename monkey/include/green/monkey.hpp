@@ -74,6 +74,14 @@
 // made while an interrupt is pending does not wait: it fails the same way.
 // With several interrupts the first reported is EINTR for each.
 //
+// ERRNO AND THREAD-LOCALS. A green thread waiting in a hook resumes on the
+// worker (OS thread) it parked on: C code may keep the address of its
+// thread's errno, or of its own thread-locals, across the call. It may move
+// to another worker at green's own blocking calls, as always; so a library
+// callback that blocks in green's API (a Queue, a green Socket) may resume
+// under the library's frames on another thread: keep such callbacks to
+// non-blocking work, or have the library run in green::blocking().
+//
 // GREEN'S OWN CALLS. green's runtime makes its sockets, eventfds and
 // self-pipes non-blocking when it creates them, so the hooks pass its calls
 // straight to libc (its sleeps and waits do not go through libc at all).
@@ -91,7 +99,7 @@
 // the calling fiber's interceptors and atomics ignored, expecting only a
 // system call inside; green's park protocol is atomics, so the hook waits on
 // a TSan fiber of its own, made for the wait and switched to and from like a
-// green thread's (run_outside_blocking_interceptor in green/detail/park.hpp).
+// green thread's (run_wait_under_c_frames in green/detail/park.hpp).
 // The hooks' own calls to libc go through their RTLD_NEXT pointers and are
 // not seen a second time. The tests run in all three builds (release, TSan,
 // ASan+UBSan).

@@ -254,10 +254,12 @@ WakeReason park_unlocked_status(Lock& lock, Waiter& w, Deadline deadline, const 
 // `interrupted` instead of throwing.
 WakeReason sleep_until_nothrow(Deadline deadline, const char* what);
 
-// Runs fn(arg), which may park, outside the state of a sanitizer's blocking
-// interceptor that the caller may be inside (a hook under ThreadSanitizer:
-// see switch.cpp). Just fn(arg) in other builds and on plain threads.
-void run_outside_blocking_interceptor(void (*fn)(void*), void* arg);
+// Runs fn(arg), a wait made under a C library's frames (a monkey hook). On
+// a green thread the wait ends on the worker it began on, since the C code
+// may hold its OS thread's &errno or thread-locals across the call; under
+// ThreadSanitizer it also runs outside the state of TSan's blocking
+// interceptor the hook is inside (see switch.cpp). On a plain thread: fn(arg).
+void run_wait_under_c_frames(void (*fn)(void*), void* arg);
 
 // Workers of the caller's runtime (0 on a plain thread).
 unsigned current_worker_count() noexcept;
