@@ -156,40 +156,84 @@ const Ops* ops() noexcept { return g_ops.load(std::memory_order_acquire); }
 // kNonblocking: the user set O_NONBLOCK: the libc call, EAGAIN and all.
 enum Mode : std::uint8_t { kUnknown = 0, kPass, kBlocking, kNonblocking };
 
+// Besides the mode, each fd's inode as it was recorded: glibc closes fds
+// internally without going through close() (fclose, pclose), and so do raw
+// system calls and the sanitizers' runtimes, so a number may come back from
+// an unhooked call (an eventfd, a file) with a stale mode. Before a call
+// waits, the fd's inode is checked against the record (fstat, on the slow
+// path only); a stranger is forgotten and gets the libc call's answer.
+struct Slot {
+  std::atomic<std::uint8_t> mode;
+  std::atomic<std::uint64_t> ino;
+};
+
 constexpr int kChunkBits = 12;
 constexpr int kChunkSize = 1 << kChunkBits;
 constexpr int kChunks = 1 << 10;  // fds below 4,194,304, as io's fd table
-std::atomic<std::atomic<std::uint8_t>*> g_modes[kChunks];
+std::atomic<Slot*> g_modes[kChunks];
 
-std::atomic<std::uint8_t>* mode_slot(int fd, bool create) noexcept {
+Slot* mode_slot(int fd, bool create) noexcept {
   if (fd < 0 || fd >= kChunks * kChunkSize) return nullptr;
-  std::atomic<std::atomic<std::uint8_t>*>& c = g_modes[fd >> kChunkBits];
-  auto* chunk = c.load(std::memory_order_acquire);
+  std::atomic<Slot*>& c = g_modes[fd >> kChunkBits];
+  Slot* chunk = c.load(std::memory_order_acquire);
   if (!chunk && create) {
     // mmap, not new: async-signal-safe, and zero pages are kUnknown.
-    void* p = mmap(nullptr, kChunkSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* p = mmap(nullptr, kChunkSize * sizeof(Slot), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return nullptr;
-    auto* fresh = static_cast<std::atomic<std::uint8_t>*>(p);
+    auto* fresh = static_cast<Slot*>(p);
     if (c.compare_exchange_strong(chunk, fresh, std::memory_order_acq_rel)) {
       chunk = fresh;
     } else {
-      munmap(p, kChunkSize);  // another thread's chunk won
+      munmap(p, kChunkSize * sizeof(Slot));  // another thread's chunk won
     }
   }
   return chunk ? &chunk[fd & (kChunkSize - 1)] : nullptr;
 }
 
 Mode mode_of(int fd) noexcept {
-  auto* s = mode_slot(fd, false);
-  return s ? static_cast<Mode>(s->load(std::memory_order_relaxed)) : kUnknown;
+  Slot* s = mode_slot(fd, false);
+  return s ? static_cast<Mode>(s->mode.load(std::memory_order_relaxed)) : kUnknown;
 }
 
+// The user's view changes (F_SETFL, FIONBIO) or is forgotten (close).
 void set_mode(int fd, Mode m) noexcept {
-  if (auto* s = mode_slot(fd, m != kUnknown)) s->store(m, std::memory_order_relaxed);
+  if (Slot* s = mode_slot(fd, m != kUnknown)) s->mode.store(m, std::memory_order_relaxed);
+}
+
+std::uint64_t inode_of(int fd) noexcept {
+  struct stat st;
+  return fstat(fd, &st) == 0 ? static_cast<std::uint64_t>(st.st_ino) : 0;
+}
+
+// A socket or pipe taken over: its mode and the inode it has now.
+void record(int fd, Mode m) noexcept {
+  if (Slot* s = mode_slot(fd, true)) {
+    s->ino.store(inode_of(fd), std::memory_order_relaxed);
+    s->mode.store(m, std::memory_order_relaxed);
+  }
 }
 
 // The fd shares its open file description with `from` (dup): same O_NONBLOCK.
-void copy_mode(int from, int to) noexcept { set_mode(to, mode_of(from)); }
+void copy_mode(int from, int to) noexcept {
+  Slot* f = mode_slot(from, false);
+  if (!f) return;
+  if (Slot* t = mode_slot(to, true)) {
+    t->ino.store(f->ino.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    t->mode.store(f->mode.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
+}
+
+// Whether fd is still the socket or pipe recorded under its number; if not,
+// its record is forgotten. errno is kept.
+bool still_ours(int fd) noexcept {
+  const int saved = errno;
+  Slot* s = mode_slot(fd, false);
+  const std::uint64_t ino = s ? s->ino.load(std::memory_order_relaxed) : 0;
+  const bool ours = ino != 0 && inode_of(fd) == ino;
+  if (!ours) set_mode(fd, kUnknown);
+  errno = saved;
+  return ours;
+}
 
 // A green thread is about to block on an fd nobody classified. Sockets are
 // taken over (made non-blocking underneath, unless the user already made
@@ -205,11 +249,11 @@ Mode classify(int fd) noexcept {
   const int flags = real().fcntl(fd, F_GETFL);
   if (flags < 0) return kUnknown;
   if (flags & O_NONBLOCK) {
-    set_mode(fd, kNonblocking);
+    record(fd, kNonblocking);
     return kNonblocking;
   }
   if (real().fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return kUnknown;
-  set_mode(fd, kBlocking);
+  record(fd, kBlocking);
   return kBlocking;
 }
 
@@ -350,7 +394,10 @@ auto blocking_call(const Ops* o, bool green, int fd, bool reading, Call&& call) 
   for (;;) {
     const auto r = call();
     if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return r;
-    if (deadline == 0) deadline = socket_deadline(fd, reading);
+    if (deadline == 0) {
+      if (!still_ours(fd)) return r;  // a stranger's fd, non-blocking: its EAGAIN
+      deadline = socket_deadline(fd, reading);
+    }
     if (const int e = wait_ready(o, green, fd, reading, deadline)) {
       errno = e;
       return -1;
@@ -423,7 +470,7 @@ ssize_t writev_like(int fd, const iovec* iov, int n,
 // Hooked sockets, pipes and accepted connections: non-blocking underneath,
 // with the user's view recorded.
 void record_new(int fd, bool user_nonblocking) noexcept {
-  if (fd >= 0) set_mode(fd, user_nonblocking ? kNonblocking : kBlocking);
+  if (fd >= 0) record(fd, user_nonblocking ? kNonblocking : kBlocking);
 }
 
 // ---- sleeping ----------------------------------------------------------------------
@@ -465,7 +512,7 @@ int fcntl_common(int (*call)(int, int, ...), int fd, int cmd, void* arg) noexcep
   switch (cmd) {
     case F_GETFL: {
       const int r = call(fd, F_GETFL);
-      return (r >= 0 && mode_of(fd) == kBlocking) ? (r & ~O_NONBLOCK) : r;
+      return (r >= 0 && mode_of(fd) == kBlocking && still_ours(fd)) ? (r & ~O_NONBLOCK) : r;
     }
     case F_SETFL: {
       const Mode m = mode_of(fd);
@@ -628,7 +675,10 @@ GREEN_HOOK int connect(int fd, const sockaddr* addr, socklen_t len) {
     // EAGAIN: a Unix socket's listener has a full backlog; a blocking
     // connect waits for room and tries again.
     if (e != EINPROGRESS && e != EAGAIN) return r;
-    if (deadline == 0) deadline = socket_deadline(fd, false);
+    if (deadline == 0) {
+      if (!still_ours(fd)) return r;
+      deadline = socket_deadline(fd, false);
+    }
     for (;;) {
       if (const int w = wait_ready(o, green, fd, false, deadline)) {
         // A deadline leaves the connection in progress, as Linux reports it.

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -387,6 +388,53 @@ TEST(Monkey, PollWaitsForAnyFd) {
     const auto t0 = Clock::now();
     EXPECT_EQ(::poll(none, 1, 100), 0);
     EXPECT_GE(Clock::now() - t0, 90ms);
+  });
+}
+
+// A green thread blocked in a hook resumes on the worker it parked on, even
+// when woken from another: C code may hold its OS thread's &errno across
+// the call (unpinned, a wake from worker 1 would run it on worker 1).
+TEST(Monkey, HookedWaitResumesOnItsWorker) {
+  green::Runtime rt(workers(2));
+  rt.run([&] {
+    for (int round = 0; round < 20; ++round) {
+      Pair p;
+      int before = -2, after = -3;
+      ssize_t r = 0;
+      auto reader = green::spawn(green::SpawnOptions{.name = "reader", .worker = 0}, [&] {
+        char c;
+        before = green::this_worker();
+        r = ::read(p.a, &c, 1);
+        after = green::this_worker();
+      });
+      ASSERT_TRUE(wait_parked(rt, "reader", "read (hooked)"));
+      green::spawn(green::SpawnOptions{.worker = 1, .pinned = true}, [&] { (void)::write(p.b, "w", 1); }).join();
+      ASSERT_TRUE(reader.join(5s));
+      EXPECT_EQ(r, 1);
+      EXPECT_EQ(before, 0);
+      EXPECT_EQ(after, before) << "round " << round;
+    }
+  });
+}
+
+// An fd closed behind the hooks' back (a raw system call here; glibc's own
+// fclose and pclose do the same) leaves a stale record; a non-blocking
+// eventfd that takes its number must still get its EAGAIN, not a wait.
+TEST(Monkey, StaleRecordOfAnFdClosedBehindTheHooks) {
+  green::Runtime rt(workers(1));
+  rt.run([] {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    ::close(sv[1]);
+    ASSERT_EQ(::syscall(SYS_close, sv[0]), 0);
+    const int efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ASSERT_EQ(efd, sv[0]) << "the number was not reused";
+    std::uint64_t v;
+    errno = 0;
+    EXPECT_EQ(::read(efd, &v, sizeof v), -1);
+    EXPECT_EQ(errno, EAGAIN);
+    EXPECT_NE(::fcntl(efd, F_GETFL) & O_NONBLOCK, 0);
+    ::close(efd);
   });
 }
 
