@@ -58,7 +58,10 @@
 // Which fds are emulated: those created through the hooks while green is
 // present, and sockets (not pipes) that a green thread first blocks on,
 // except 0, 1 and 2: a pipe or terminal there is usually shared with other
-// processes (a shell, a test runner), which would see O_NONBLOCK too.
+// processes (a shell, a test runner), which would see O_NONBLOCK too. An fd
+// closed without the close() symbol (glibc's own fclose and pclose, a raw
+// syscall) is noticed when its number comes back: each record keeps the
+// fd's inode, checked before a call waits.
 //
 // KILL AND TIMEOUT. No exception ever passes through a C library's frames.
 // A kill, or a green::Timeout that expires, while a hooked call waits makes
