@@ -2,6 +2,8 @@
 // waits built on them (see fd_table.hpp and green/fd.hpp).
 #include "fd_table.hpp"
 
+#include "green/detail/fd_wait.hpp"
+
 #include <poll.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -103,7 +105,12 @@ FdState& fd_state(int fd) {
   return chunk[fd & (kChunkSize - 1)];
 }
 
-bool wait_fd(int fd, Direction dir, detail::Deadline deadline, const char* op) {
+namespace {
+
+// The wait itself. Reports how it ended rather than throwing, so that both
+// the throwing wait_fd() and monkey's wait_fd_status() are built on it;
+// throws only what fails outright (the fd's range, registering it, poll(2)).
+FdWaitResult wait_fd_core(int fd, Direction dir, detail::Deadline deadline, const char* op) {
   static const bool installed = (detail::set_ready_handler(&on_ready), true);
   (void)installed;
   FdState& st = fd_state(fd);
@@ -112,7 +119,7 @@ bool wait_fd(int fd, Direction dir, detail::Deadline deadline, const char* op) {
   bool plain_thread = false;
   {
     std::lock_guard g(st.lock);
-    if (take_readiness(st, reading)) return true;  // the caller retries its call
+    if (take_readiness(st, reading)) return FdWaitResult::ready;  // the caller retries its call
     if (!st.registered) {
       detail::Hub* hub = detail::current_hub();
       if (hub) {
@@ -122,16 +129,17 @@ bool wait_fd(int fd, Direction dir, detail::Deadline deadline, const char* op) {
         plain_thread = true;  // nobody watches it: poll(2) below
       }
     }
-    if (!plain_thread && (reading ? st.reader : st.writer)) throw busy_error(fd, reading);
+    if (!plain_thread && (reading ? st.reader : st.writer)) return FdWaitResult::busy;
     generation = st.generation;
   }
-  if (plain_thread) return poll_plain_thread(fd, dir, deadline, op);
+  if (plain_thread)
+    return poll_plain_thread(fd, dir, deadline, op) ? FdWaitResult::ready : FdWaitResult::timed_out;
   // The lock is not held across the switch: the worker polls hubs while it
   // looks for the next green thread, and the ready handler takes this lock.
   // So the publish step takes it again and re-checks what may have changed.
   detail::Waiter w;
   auto slot_of = [&]() -> detail::Waiter*& { return reading ? st.reader : st.writer; };
-  const bool ready = detail::park_unlocked(
+  const detail::WakeReason r = detail::park_unlocked_status(
       st.lock, w, deadline, op,
       [&](detail::Waiter& me) {
         if (st.generation != generation) {  // closed since we looked
@@ -149,9 +157,43 @@ bool wait_fd(int fd, Direction dir, detail::Deadline deadline, const char* op) {
       [&](detail::Waiter& me) {
         if (slot_of() == &me) slot_of() = nullptr;
       });
-  if (w.tag == kWokenClosed) throw SystemError(EBADF, op);
-  if (w.tag == kWokenBusy) throw busy_error(fd, reading);
-  return ready;
+  if (r == detail::WakeReason::interrupted) return FdWaitResult::interrupted;
+  if (w.tag == kWokenClosed) return FdWaitResult::closed;
+  if (w.tag == kWokenBusy) return FdWaitResult::busy;
+  return r == detail::WakeReason::notified ? FdWaitResult::ready : FdWaitResult::timed_out;
+}
+
+}  // namespace
+
+bool wait_fd(int fd, Direction dir, detail::Deadline deadline, const char* op) {
+  switch (wait_fd_core(fd, dir, deadline, op)) {
+    case FdWaitResult::ready:
+      return true;
+    case FdWaitResult::timed_out:
+      return false;
+    case FdWaitResult::interrupted:
+      detail::throw_if_interrupted();
+      return false;  // not reached: the interrupt is pending
+    case FdWaitResult::closed:
+      throw SystemError(EBADF, op);
+    case FdWaitResult::busy:
+      throw busy_error(fd, dir == Direction::read);
+    case FdWaitResult::failed:
+      break;
+  }
+  return false;  // not reached: wait_fd_core throws its failures
+}
+
+FdWaitResult wait_fd_status(int fd, bool reading, detail::Deadline deadline, const char* op,
+                            int& error) noexcept {
+  try {
+    return wait_fd_core(fd, reading ? Direction::read : Direction::write, deadline, op);
+  } catch (const SystemError& e) {
+    error = e.code();
+  } catch (...) {
+    error = EBADF;  // past the fd table's range
+  }
+  return FdWaitResult::failed;
 }
 
 }  // namespace green::io_detail
@@ -185,17 +227,25 @@ bool wait_writable(int fd, std::chrono::steady_clock::duration timeout) {
   return wait_public(fd, Direction::write, detail::deadline_after(timeout), "wait_writable");
 }
 
-void close_fd(int fd) noexcept {
-  if (fd < 0) return;
+namespace {
+int (*raw_close)(int) = &::close;
+int call_raw_close(int fd, void*) { return raw_close(fd); }
+}  // namespace
+
+void close_fd(int fd) noexcept { io_detail::close_fd_with(fd, &call_raw_close, nullptr); }
+
+namespace io_detail {
+
+void set_raw_close(int (*close_call)(int)) noexcept { raw_close = close_call; }
+
+int close_fd_with(int fd, int (*op)(int fd, void* ctx), void* ctx) noexcept {
+  if (fd < 0) return op(fd, ctx);
   io_detail::FdState* st = nullptr;
   try {
     st = &io_detail::fd_state(fd);
   } catch (...) {
   }
-  if (!st) {
-    ::close(fd);
-    return;
-  }
+  if (!st) return op(fd, ctx);
   // close(2) runs under the fd's lock. The moment it returns, another thread
   // may get the same number from accept() or socket(), and its first wait
   // must find a clean state, not this close still in progress (it used to
@@ -215,7 +265,9 @@ void close_fd(int fd) noexcept {
       if (!detail::wake(*w)) w->tag = 0;
     }
   }
-  ::close(fd);
+  return op(fd, ctx);
 }
+
+}  // namespace io_detail
 
 }  // namespace green

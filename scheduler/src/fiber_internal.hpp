@@ -33,8 +33,13 @@ inline bool has_interrupt(const Fiber* f) noexcept {
 inline bool parked_in(const Fiber* f, std::uint64_t seq) noexcept {
   return f->park_word.load(std::memory_order_acquire) == ((seq << 1) | 1);
 }
+// acquire: a dump() that shows a green thread parked comes after what that
+// green thread did before parking, and tests that synchronise on dump()
+// (wait_parked) are then ordered for ThreadSanitizer too (a test closing an
+// fd a hooked read registered with the hub: the close comes after the
+// registration's epoll_ctl).
 inline bool is_parked(const Fiber* f) noexcept {
-  return f->park_word.load(std::memory_order_relaxed) & 1;
+  return f->park_word.load(std::memory_order_acquire) & 1;
 }
 // The check of a blocking call that does not park (yield): raises a pending
 // kill, or a Timeout scope that expired while the green thread ran. Inline:

@@ -145,17 +145,28 @@ WakeReason park_thread(Waiter& w, Deadline deadline, PublishFn* publish) {
 
 }  // namespace
 
-WakeReason park(Waiter& w, Deadline deadline, PublishFn publish, const char* what) {
+namespace {
+
+// park() and park_nothrow(): `throwing` decides what an interrupt pending
+// before the park does (throw it, or report `interrupted` without parking).
+WakeReason park_impl(Waiter& w, Deadline deadline, PublishFn& publish, const char* what,
+                     bool throwing) {
   Worker* worker = current_worker();
   Fiber* self = worker ? worker->current() : nullptr;
   if (!self) return park_thread(w, deadline, &publish);
 
   // Step 1.
-  if (has_interrupt(self)) throw_if_interrupted();
+  if (has_interrupt(self)) {
+    if (throwing) throw_if_interrupted();
+    return WakeReason::interrupted;
+  }
   Deadline timer = deadline;
   if (self->scopes) {
     const Deadline now = Clock::now();
-    if (expire_scope(self, now)) throw_if_interrupted();
+    if (expire_scope(self, now)) {
+      if (throwing) throw_if_interrupted();
+      return WakeReason::interrupted;
+    }
     timer = std::min(timer, earliest_scope(self, nullptr));
   }
   w.fiber = self;
@@ -176,6 +187,16 @@ WakeReason park(Waiter& w, Deadline deadline, PublishFn publish, const char* wha
     if (deadline > now && expire_scope(self, now)) r = WakeReason::interrupted;
   }
   return r;
+}
+
+}  // namespace
+
+WakeReason park(Waiter& w, Deadline deadline, PublishFn publish, const char* what) {
+  return park_impl(w, deadline, publish, what, true);
+}
+
+WakeReason park_nothrow(Waiter& w, Deadline deadline, PublishFn publish, const char* what) {
+  return park_impl(w, deadline, publish, what, false);
 }
 
 void park_until_start(Fiber* f, Worker* w, Deadline at) {
@@ -216,6 +237,7 @@ bool hold_interrupt(Fiber& f, std::exception_ptr e) {
   std::lock_guard g(f.lock);
   if (f.status.load(std::memory_order_relaxed) == Fiber::kDone) return false;
   if (!f.interrupt_pending.load(std::memory_order_relaxed)) {
+    ++f.interrupt_count;
     f.interrupt = std::move(e);
     f.interrupt_pending.store(true, std::memory_order_seq_cst);
   }
@@ -253,7 +275,26 @@ void check_scopes_and_interrupts(Fiber* self) {
   if (has_interrupt(self)) throw_if_interrupted();
 }
 
+PendingInterrupt pending_interrupt() noexcept {
+  Fiber* self = current_fiber();
+  if (!self) return {};
+  // Only a park arms timers for scopes, so one may have expired unseen.
+  if (self->scopes) expire_scope(self, Clock::now());
+  if (self->interrupt_pending.load(std::memory_order_acquire)) {
+    std::lock_guard g(self->lock);
+    return {PendingInterrupt::kill, self->interrupt_count};
+  }
+  if (self->expired_scope) return {PendingInterrupt::timeout, self->expired_scope};
+  return {};
+}
+
 // ---------------------------------------------------------------------------
+
+WakeReason sleep_until_nothrow(Deadline deadline, const char* what) {
+  Waiter w;
+  auto nothing = [](Waiter&) {};
+  return park_nothrow(w, deadline, PublishFn(nothing), what);
+}
 
 bool sleep_until(Deadline deadline, const char* what) {
   Waiter w;

@@ -97,3 +97,51 @@ void Worker::fiber_entry(ctx::transfer_t t) {
 }
 
 }  // namespace green::detail
+
+namespace green::detail {
+
+// A wait made under a C library's frames (green::monkey's hooks).
+//
+// The green thread stays on this worker until the wait is over. C code may
+// hold the address of its OS thread's errno or thread-locals across the
+// call: glibc declares __errno_location() const, so the compiler computes
+// &errno once for "n = read(...); if (n < 0 && errno == EINTR)". Had the
+// green thread resumed on another worker, that code would read (and the
+// hook would have set) another thread's errno. So the green thread is
+// pinned here for the wait, and unpinned (or left pinned, if it was) after.
+//
+// Under ThreadSanitizer the hook also runs inside a "blocking" interceptor
+// (read, recv, poll, nanosleep: BLOCK_REAL), which ignores the calling
+// fiber's interceptors and atomics, expecting only the system call inside.
+// green's park protocol is atomics and spin locks: TSan would see none of
+// its ordering and report races on every Waiter. So the wait runs on a TSan
+// fiber of its own, made for it and switched to and from like a green
+// thread's (flags 0: each switch orders what came before it). The stack's
+// TSan fiber is the inner one for the duration, so that the worker that
+// resumes the parked green thread switches TSan to it too.
+void run_wait_under_c_frames(void (*fn)(void*), void* arg) {
+  Worker* w = current_worker();
+  Fiber* self = w ? w->current() : nullptr;
+  if (!self) {
+    fn(arg);
+    return;
+  }
+  Worker* const was_pinned = self->pinned;
+  self->pinned = w;
+#if GREEN_TSAN
+  Stack* stack = self->stack;  // a green thread keeps its stack across parks
+  void* outer = stack->tsan_fiber;
+  void* inner = __tsan_create_fiber(0);
+  stack->tsan_fiber = inner;
+  __tsan_switch_to_fiber(inner, 0);
+  fn(arg);
+  stack->tsan_fiber = outer;
+  __tsan_switch_to_fiber(outer, 0);
+  __tsan_destroy_fiber(inner);
+#else
+  fn(arg);
+#endif
+  self->pinned = was_pinned;
+}
+
+}  // namespace green::detail

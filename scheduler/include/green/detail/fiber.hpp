@@ -154,6 +154,9 @@ class Fiber {
   // ---- interrupts: kill and Timeout --------------------------------------
   std::atomic<bool> interrupt_pending{false};
   std::exception_ptr interrupt;     // guarded by `lock`
+  // Interrupts made pending so far (guarded by `lock`): tells one pending
+  // kill from the next (pending_interrupt() in park.hpp).
+  std::uint32_t interrupt_count = 0;
   TimeoutScope* scopes = nullptr;   // innermost first; only the fiber touches it
   std::uint64_t expired_scope = 0;  // a scope fired while parked: throw it
 

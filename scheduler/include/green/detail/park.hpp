@@ -205,6 +205,62 @@ bool wait_until(Lock& lock, WaitList& list, Deadline deadline, const char* what,
 // Returns true when the deadline passed.
 bool sleep_until(Deadline deadline, const char* what);
 
+// ---- Waits that must not throw ----------------------------------------------
+// green::monkey's hooks run under a C library's frames (libpq's, libcurl's),
+// through which no C++ exception may pass. They wait with the variants
+// below, which report an interrupt instead of throwing it, and leave it
+// pending: the green thread's next throwing blocking call (or
+// throw_if_interrupted()) raises it.
+
+// What interrupt the calling green thread has pending, checking its Timeout
+// scopes' deadlines now. `token` tells one pending interrupt from the next:
+// for a kill, the count of kills delivered to this green thread; for a
+// Timeout, the scope's id. {none, 0} on a plain thread.
+struct PendingInterrupt {
+  enum Kind : std::uint8_t { none, kill, timeout };
+  Kind kind = none;
+  std::uint64_t token = 0;
+};
+PendingInterrupt pending_interrupt() noexcept;
+
+// park() that never throws an interrupt: one pending before the park is
+// reported as `interrupted` without parking (`publish` is not called).
+// Call it only through park_unlocked_status() or sleep_until_nothrow().
+WakeReason park_nothrow(Waiter& w, Deadline deadline, PublishFn publish, const char* what);
+
+// park_unlocked() that reports how the wait ended instead of throwing:
+// notified (woken, or enlist declined), timed_out or interrupted. After
+// anything but notified, `unlist(w)` has run under `lock`.
+template <class Lock, class Enlist, class Unlist>
+WakeReason park_unlocked_status(Lock& lock, Waiter& w, Deadline deadline, const char* what,
+                                Enlist&& enlist, Unlist&& unlist) {
+  auto publish = [&](Waiter& me) {
+    bool wait;
+    {
+      std::lock_guard g(lock);
+      wait = enlist(me);
+    }
+    if (!wait) wake(me);
+  };
+  const WakeReason r = park_nothrow(w, deadline, PublishFn(publish), what);
+  if (r != WakeReason::notified) {
+    std::lock_guard g(lock);
+    unlist(w);
+  }
+  return r;
+}
+
+// sleep_until() that reports `timed_out` (slept to the deadline) or
+// `interrupted` instead of throwing.
+WakeReason sleep_until_nothrow(Deadline deadline, const char* what);
+
+// Runs fn(arg), a wait made under a C library's frames (a monkey hook). On
+// a green thread the wait ends on the worker it began on, since the C code
+// may hold its OS thread's &errno or thread-locals across the call; under
+// ThreadSanitizer it also runs outside the state of TSan's blocking
+// interceptor the hook is inside (see switch.cpp). On a plain thread: fn(arg).
+void run_wait_under_c_frames(void (*fn)(void*), void* arg);
+
 // Workers of the caller's runtime (0 on a plain thread).
 unsigned current_worker_count() noexcept;
 

@@ -1,0 +1,112 @@
+// bridge.cpp — green's side of the hooks: the table of ops.hpp, registered
+// with the hook library at start-up, and green::monkey::active().
+//
+// This file is compiled into the program (the static green_monkey_bridge,
+// linked whole-archive through green::monkey), beside the one copy of
+// green's runtime, which it calls. Every function here is noexcept and
+// catches what green may throw: it is called from the hooks, under C frames.
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <unistd.h>
+
+#include "green/current.hpp"
+#include "green/detail/fd_wait.hpp"
+#include "green/detail/park.hpp"
+#include "green/local.hpp"
+#include "green/monkey.hpp"
+#include "ops.hpp"
+
+namespace green::monkey_detail {
+
+namespace {
+
+detail::Deadline deadline_of(std::int64_t ns) noexcept {
+  if (ns == kNoDeadline) return detail::kNoDeadline;
+  return detail::Deadline(std::chrono::duration_cast<detail::Clock::duration>(std::chrono::nanoseconds(ns)));
+}
+
+bool in_green() noexcept { return green::in_green_thread(); }
+
+// Every wait goes through park.hpp's run_wait_under_c_frames: it ends on
+// the worker it began on (the C code above may hold &errno), and under TSan
+// outside the blocking interceptor's state.
+template <class F>
+void under_c_frames(F& f) noexcept {
+  detail::run_wait_under_c_frames([](void* p) { (*static_cast<F*>(p))(); }, &f);
+}
+
+int wait_fd(int fd, bool reading, std::int64_t deadline_ns, int* error) noexcept {
+  io_detail::FdWaitResult r{};
+  auto wait = [&] {
+    r = io_detail::wait_fd_status(fd, reading, deadline_of(deadline_ns),
+                                  reading ? "read (hooked)" : "write (hooked)", *error);
+  };
+  under_c_frames(wait);
+  return static_cast<int>(r);
+}
+
+// The last interrupt reported as EINTR on this green thread: a second
+// report of the same one is a library retrying after EINTR.
+green::local<std::uint64_t> reported;
+
+int interrupt_errno() noexcept {
+  const detail::PendingInterrupt p = detail::pending_interrupt();
+  if (p.kind == detail::PendingInterrupt::none) return 0;
+  const std::uint64_t token = (p.token << 2) | p.kind;
+  try {
+    std::uint64_t& last = *reported;
+    if (last != token) {
+      last = token;
+      return EINTR;
+    }
+  } catch (...) {
+    return EINTR;  // no memory for the local: report as a first time
+  }
+  return p.kind == detail::PendingInterrupt::timeout ? ETIMEDOUT : ECANCELED;
+}
+
+int sleep_until(std::int64_t deadline_ns) noexcept {
+  // An interrupt already reported: the sleep ends at once (see green_sleep).
+  if (const int e = interrupt_errno()) return e;
+  detail::WakeReason r{};
+  auto sleep = [&] {
+    try {
+      r = detail::sleep_until_nothrow(deadline_of(deadline_ns), "sleep (hooked)");
+    } catch (...) {
+      r = detail::WakeReason::timed_out;  // no memory for the timer: the sleep ends
+    }
+  };
+  under_c_frames(sleep);
+  return r == detail::WakeReason::interrupted ? interrupt_errno() : 0;
+}
+
+const Ops ops_table{
+    &in_green, &wait_fd, &sleep_until, &interrupt_errno, &io_detail::close_fd_with,
+};
+
+// Registers the table before main() runs. The hook library is a
+// dependency of the program, so its own initialisation came first.
+[[maybe_unused]] const bool registered = [] {
+  io_detail::set_raw_close(green_monkey_register(&ops_table));
+  return true;
+}();
+
+}  // namespace
+
+}  // namespace green::monkey_detail
+
+namespace green::monkey {
+
+bool active() noexcept {
+  static const bool live = [] {
+    // One harmless call through the process's own read symbol: it reaches
+    // the hook only if the dynamic linker bound read to it (directly, or
+    // through a sanitizer's interceptor), and the hook notes the probe.
+    [[maybe_unused]] const ssize_t r = ::read(-1, reinterpret_cast<void*>(0x6772'6565'6e00), 0);
+    return green_monkey_probe_seen();
+  }();
+  return live;
+}
+
+}  // namespace green::monkey

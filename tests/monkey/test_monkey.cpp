@@ -1,0 +1,462 @@
+// test_monkey.cpp — green::monkey: unmodified blocking POSIX code suspends
+// only its green thread. The code under test calls the C library by its
+// plain names (::read, ::accept, ::usleep); green's API appears only to
+// spawn, to kill and to time out. Every wait is bounded; "it waits" is
+// observed through Runtime::dump() (the hooks park as "read (hooked)",
+// "write (hooked)", "sleep (hooked)") or /proc, never by sleeping.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <green/green.hpp>
+#include <green/monkey.hpp>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "parked.hpp"
+#include "test_env.hpp"
+#include "test_util.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using green::testing::per_build;
+using green::testing::wait_parked;
+
+green::RuntimeOptions workers(unsigned n) {
+  green::RuntimeOptions o;
+  o.workers = n;
+  return o;
+}
+
+// The flags the kernel holds, past the fcntl hook.
+int kernel_flags(int fd) { return static_cast<int>(::syscall(SYS_fcntl, fd, F_GETFL)); }
+
+struct Pair {
+  int a = -1, b = -1;
+  Pair() {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) throw std::runtime_error("socketpair");
+    a = sv[0];
+    b = sv[1];
+  }
+  ~Pair() {
+    if (a >= 0) ::close(a);
+    if (b >= 0) ::close(b);
+  }
+};
+
+void raise_fd_limit(rlim_t want) {
+  rlimit r{};
+  ::getrlimit(RLIMIT_NOFILE, &r);
+  if (r.rlim_cur < want) {
+    r.rlim_cur = std::min(want, r.rlim_max);
+    ::setrlimit(RLIMIT_NOFILE, &r);
+  }
+}
+
+TEST(Monkey, HooksAreLive) { EXPECT_TRUE(green::monkey::active()); }
+
+// 1,000 green threads on 2 workers each call ::usleep(200 ms): together they
+// take about one sleep, not 1,000 (or 500 per worker).
+TEST(Monkey, ThousandUsleepsTakeAboutOne) {
+  const int n = per_build(1000, 500, 200);
+  green::Runtime rt(workers(2));
+  const auto t0 = Clock::now();
+  std::atomic<int> done{0};
+  rt.run([&] {
+    std::vector<green::Greenlet<void>> gs;
+    for (int i = 0; i < n; ++i)
+      gs.push_back(green::spawn([&] {
+        EXPECT_EQ(::usleep(200'000), 0);
+        done.fetch_add(1);
+      }));
+    for (auto& g : gs) g.join();
+  });
+  const auto took = Clock::now() - t0;
+  EXPECT_EQ(done.load(), n);
+  EXPECT_GE(took, 200ms);
+  EXPECT_LT(took, per_build(2s, 4s, 8s)) << "serial would be " << n / 2 * 200 << " ms";
+}
+
+// ::sleep(1) and std::this_thread::sleep_for (nanosleep underneath) too.
+TEST(Monkey, SleepAndSleepForSuspendOnlyTheGreenThread) {
+  green::Runtime rt(workers(1));
+  const auto t0 = Clock::now();
+  rt.run([&] {
+    std::vector<green::Greenlet<void>> gs;
+    for (int i = 0; i < 50; ++i) {
+      gs.push_back(green::spawn([] { EXPECT_EQ(::sleep(1), 0u); }));
+      gs.push_back(green::spawn([] { std::this_thread::sleep_for(300ms); }));
+    }
+    for (auto& g : gs) g.join();
+  });
+  const auto took = Clock::now() - t0;
+  EXPECT_GE(took, 1s);
+  EXPECT_LT(took, per_build(3s, 5s, 8s));
+}
+
+// A plain-POSIX blocking echo server: socket/bind/listen/accept/read/write,
+// no green call but spawn; clients with socket/connect/write/read, on 2
+// workers. Every client gets its own bytes back.
+TEST(Monkey, PlainPosixEchoServerServesConcurrentClients) {
+  const int clients = per_build(500, 100, 50);
+  raise_fd_limit(3 * clients + 64);
+  green::Runtime rt(workers(2));
+  std::atomic<int> ok{0};
+  std::atomic<int> served{0};
+  rt.run([&] {
+    const int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(lfd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(::listen(lfd, 4096), 0);
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+
+    auto acceptor = green::spawn([&] {
+      for (;;) {
+        const int c = ::accept(lfd, nullptr, nullptr);
+        if (c < 0) return;  // the listener was closed: EBADF
+        green::spawn([c, &served] {
+          char buf[256];
+          for (;;) {
+            const ssize_t r = ::read(c, buf, sizeof buf);
+            if (r <= 0) break;
+            if (::write(c, buf, static_cast<size_t>(r)) != r) break;
+          }
+          ::close(c);
+          served.fetch_add(1);
+        });
+      }
+    });
+
+    std::vector<green::Greenlet<void>> cs;
+    for (int i = 0; i < clients; ++i) {
+      cs.push_back(green::spawn([&, i] {
+        const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0) return;
+        if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+          bool good = true;
+          for (int round = 0; round < 3 && good; ++round) {
+            const std::string msg = "client " + std::to_string(i) + " round " + std::to_string(round);
+            good = ::write(fd, msg.data(), msg.size()) == static_cast<ssize_t>(msg.size());
+            std::string got;
+            while (good && got.size() < msg.size()) {
+              char buf[256];
+              const ssize_t r = ::read(fd, buf, sizeof buf);
+              if (r <= 0) good = false;
+              else got.append(buf, static_cast<size_t>(r));
+            }
+            good = good && got == msg;
+          }
+          if (good) ok.fetch_add(1);
+        }
+        ::close(fd);
+      }));
+    }
+    for (auto& c : cs) c.join();
+    ::close(lfd);  // wakes the acceptor with EBADF
+    EXPECT_TRUE(acceptor.join(10s));
+    EXPECT_TRUE(green::testing::wait_until([&] { return served.load() == clients; }, 10s));
+  });
+  EXPECT_EQ(ok.load(), clients);
+  EXPECT_EQ(served.load(), clients);
+}
+
+// F_GETFL reports the user's view; the kernel's fd is non-blocking. A user
+// who set O_NONBLOCK (fcntl or ioctl FIONBIO) gets EAGAIN.
+TEST(Monkey, UserViewOfONonblock) {
+  green::Runtime rt(workers(1));
+  rt.run([] {
+    Pair p;
+    EXPECT_EQ(::fcntl(p.a, F_GETFL) & O_NONBLOCK, 0);
+    EXPECT_NE(kernel_flags(p.a) & O_NONBLOCK, 0);
+
+    ASSERT_EQ(::fcntl(p.a, F_SETFL, ::fcntl(p.a, F_GETFL) | O_NONBLOCK), 0);
+    EXPECT_NE(::fcntl(p.a, F_GETFL) & O_NONBLOCK, 0);
+    char c;
+    errno = 0;
+    EXPECT_EQ(::read(p.a, &c, 1), -1);
+    EXPECT_TRUE(errno == EAGAIN || errno == EWOULDBLOCK);
+
+    ASSERT_EQ(::fcntl(p.a, F_SETFL, ::fcntl(p.a, F_GETFL) & ~O_NONBLOCK), 0);
+    EXPECT_EQ(::fcntl(p.a, F_GETFL) & O_NONBLOCK, 0);
+    EXPECT_NE(kernel_flags(p.a) & O_NONBLOCK, 0) << "stays non-blocking underneath";
+
+    int on = 1;
+    ASSERT_EQ(::ioctl(p.b, FIONBIO, &on), 0);
+    EXPECT_NE(::fcntl(p.b, F_GETFL) & O_NONBLOCK, 0);
+    errno = 0;
+    EXPECT_EQ(::recv(p.b, &c, 1, 0), -1);
+    EXPECT_TRUE(errno == EAGAIN || errno == EWOULDBLOCK);
+
+    // A socket asked for non-blocking from the start is the user's to handle.
+    const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    EXPECT_NE(::fcntl(s, F_GETFL) & O_NONBLOCK, 0);
+    // dup shares the view, as it shares the open file description.
+    const int d = ::dup(p.a);
+    EXPECT_EQ(::fcntl(d, F_GETFL) & O_NONBLOCK, 0);
+    ::close(d);
+    ::close(s);
+  });
+}
+
+// The thread's scheduling state from /proc: 'S' while it sleeps in a call.
+char thread_state(pid_t tid) {
+  std::ifstream f("/proc/self/task/" + std::to_string(tid) + "/stat");
+  std::string s;
+  std::getline(f, s);
+  const auto close = s.rfind(')');
+  return close == std::string::npos || close + 2 >= s.size() ? '?' : s[close + 2];
+}
+
+// A plain thread reading a hooked (non-blocking underneath) socket with a
+// blocking view blocks until data comes, then gets it (not EAGAIN).
+TEST(Monkey, PlainThreadBlockingReadStillBlocks) {
+  green::Runtime rt(workers(1));  // green is present: the hooks are registered
+  Pair p;
+  ASSERT_NE(kernel_flags(p.a) & O_NONBLOCK, 0);
+  std::atomic<pid_t> tid{0};
+  ssize_t got = -2;
+  int err = 0;
+  char c = 0;
+  std::thread reader([&] {
+    tid.store(static_cast<pid_t>(::syscall(SYS_gettid)));
+    got = ::read(p.a, &c, 1);
+    err = errno;
+  });
+  ASSERT_TRUE(green::testing::wait_until([&] { return tid.load() != 0 && thread_state(tid.load()) == 'S'; }));
+  ASSERT_EQ(::write(p.b, "x", 1), 1);
+  reader.join();
+  EXPECT_EQ(got, 1) << std::strerror(err);
+  EXPECT_EQ(c, 'x');
+}
+
+// SO_RCVTIMEO bounds a blocking read: -1/EAGAIN after the timeout, while the
+// worker ran other green threads.
+TEST(Monkey, SoRcvtimeoIsHonoured) {
+  green::Runtime rt(workers(1));
+  rt.run([] {
+    Pair p;
+    timeval tv{0, 150'000};
+    ASSERT_EQ(::setsockopt(p.a, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    std::atomic<bool> stop{false};
+    int ticks = 0;
+    auto other = green::spawn([&] {
+      while (!stop.load()) {
+        ++ticks;
+        green::sleep(5ms);
+      }
+    });
+    const auto t0 = Clock::now();
+    char c;
+    errno = 0;
+    const ssize_t r = ::read(p.a, &c, 1);
+    const int e = errno;
+    const auto took = Clock::now() - t0;
+    stop.store(true);
+    other.join();
+    EXPECT_EQ(r, -1);
+    EXPECT_TRUE(e == EAGAIN || e == EWOULDBLOCK) << std::strerror(e);
+    EXPECT_GE(took, 140ms);
+    EXPECT_LT(took, 2s);
+    EXPECT_GT(ticks, 3) << "the worker was blocked during the read";
+  });
+}
+
+// A kill while a green thread is blocked in a hooked read: the C code gets
+// -1/EINTR; the GreenletExit comes at the next green call. A library that
+// retries gets ECANCELED, not a second EINTR.
+TEST(Monkey, KillGivesEintrThenGreenletExitAtNextGreenCall) {
+  green::Runtime rt(workers(2));
+  rt.run([&] {
+    Pair p;
+    ssize_t first = 0, retry = 0;
+    int first_errno = 0, retry_errno = 0;
+    bool exit_raised = false;
+    auto g = green::spawn(green::SpawnOptions{.name = "reader"}, [&] {
+      char c;
+      first = ::read(p.a, &c, 1);
+      first_errno = errno;
+      retry = ::read(p.a, &c, 1);
+      retry_errno = errno;
+      try {
+        green::yield();
+      } catch (const green::GreenletExit&) {
+        exit_raised = true;
+        throw;
+      }
+    });
+    ASSERT_TRUE(wait_parked(rt, "reader", "read (hooked)"));
+    g.kill();
+    EXPECT_TRUE(g.killed());
+    EXPECT_EQ(first, -1);
+    EXPECT_EQ(first_errno, EINTR);
+    EXPECT_EQ(retry, -1);
+    EXPECT_EQ(retry_errno, ECANCELED);
+    EXPECT_TRUE(exit_raised);
+  });
+}
+
+// close() from another green thread wakes a reader with EBADF.
+TEST(Monkey, CloseWakesAReaderWithEbadf) {
+  green::Runtime rt(workers(2));
+  rt.run([&] {
+    Pair p;
+    ssize_t r = 0;
+    int e = 0;
+    auto g = green::spawn(green::SpawnOptions{.name = "reader"}, [&] {
+      char c;
+      r = ::read(p.a, &c, 1);
+      e = errno;
+    });
+    ASSERT_TRUE(wait_parked(rt, "reader", "read (hooked)"));
+    green::spawn([&] { ::close(p.a); }).join();
+    p.a = -1;
+    ASSERT_TRUE(g.join(5s));
+    EXPECT_EQ(r, -1);
+    EXPECT_EQ(e, EBADF);
+  });
+}
+
+// A green::Timeout around a hooked read: the read fails with EINTR at the
+// deadline, the TimeoutError comes at the next green call inside the scope.
+TEST(Monkey, TimeoutAroundAHookedRead) {
+  green::Runtime rt(workers(1));
+  rt.run([] {
+    Pair p;
+    const auto t0 = Clock::now();
+    ssize_t r = 0;
+    int e = 0;
+    bool raised = false;
+    try {
+      green::Timeout t(100ms);
+      char c;
+      r = ::read(p.a, &c, 1);
+      e = errno;
+      green::yield();
+    } catch (const green::TimeoutError&) {
+      raised = true;
+    }
+    const auto took = Clock::now() - t0;
+    EXPECT_EQ(r, -1);
+    EXPECT_EQ(e, EINTR);
+    EXPECT_TRUE(raised);
+    EXPECT_GE(took, 90ms);
+    EXPECT_LT(took, 2s);
+  });
+}
+
+// poll() from a green thread waits for whichever fd becomes ready, without
+// holding the worker; with nothing ready it returns 0 at its timeout.
+TEST(Monkey, PollWaitsForAnyFd) {
+  green::Runtime rt(workers(1));
+  rt.run([&] {
+    Pair p1, p2;
+    pollfd fds[2] = {{p1.a, POLLIN, 0}, {p2.a, POLLIN, 0}};
+    int r = -2;
+    auto g = green::spawn(green::SpawnOptions{.name = "poller"}, [&] { r = ::poll(fds, 2, 5000); });
+    ASSERT_TRUE(wait_parked(rt, "poller", "read (hooked)"));
+    ASSERT_EQ(::write(p2.b, "y", 1), 1);
+    ASSERT_TRUE(g.join(5s));
+    EXPECT_EQ(r, 1);
+    EXPECT_EQ(fds[0].revents, 0);
+    EXPECT_NE(fds[1].revents & POLLIN, 0);
+
+    pollfd none[1] = {{p1.a, POLLIN, 0}};
+    const auto t0 = Clock::now();
+    EXPECT_EQ(::poll(none, 1, 100), 0);
+    EXPECT_GE(Clock::now() - t0, 90ms);
+  });
+}
+
+// A green thread blocked in a hook resumes on the worker it parked on, even
+// when woken from another: C code may hold its OS thread's &errno across
+// the call (unpinned, a wake from worker 1 would run it on worker 1).
+TEST(Monkey, HookedWaitResumesOnItsWorker) {
+  green::Runtime rt(workers(2));
+  rt.run([&] {
+    for (int round = 0; round < 20; ++round) {
+      Pair p;
+      int before = -2, after = -3;
+      ssize_t r = 0;
+      auto reader = green::spawn(green::SpawnOptions{.name = "reader", .worker = 0}, [&] {
+        char c;
+        before = green::this_worker();
+        r = ::read(p.a, &c, 1);
+        after = green::this_worker();
+      });
+      ASSERT_TRUE(wait_parked(rt, "reader", "read (hooked)"));
+      green::spawn(green::SpawnOptions{.worker = 1, .pinned = true}, [&] { (void)::write(p.b, "w", 1); }).join();
+      ASSERT_TRUE(reader.join(5s));
+      EXPECT_EQ(r, 1);
+      EXPECT_EQ(before, 0);
+      EXPECT_EQ(after, before) << "round " << round;
+    }
+  });
+}
+
+// An fd closed behind the hooks' back (a raw system call here; glibc's own
+// fclose and pclose do the same) leaves a stale record; a non-blocking
+// eventfd that takes its number must still get its EAGAIN, not a wait.
+TEST(Monkey, StaleRecordOfAnFdClosedBehindTheHooks) {
+  green::Runtime rt(workers(1));
+  rt.run([] {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    ::close(sv[1]);
+    ASSERT_EQ(::syscall(SYS_close, sv[0]), 0);
+    const int efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ASSERT_EQ(efd, sv[0]) << "the number was not reused";
+    std::uint64_t v;
+    errno = 0;
+    EXPECT_EQ(::read(efd, &v, sizeof v), -1);
+    EXPECT_EQ(errno, EAGAIN);
+    EXPECT_NE(::fcntl(efd, F_GETFL) & O_NONBLOCK, 0);
+    ::close(efd);
+  });
+}
+
+// A blocking write larger than the socket buffer writes everything, waiting
+// (suspended) for the reader to make room.
+TEST(Monkey, BlockingWriteWritesEverything) {
+  green::Runtime rt(workers(1));
+  rt.run([&] {
+    Pair p;
+    const std::string big(4 << 20, 'z');
+    ssize_t wrote = 0;
+    auto w = green::spawn([&] { wrote = ::write(p.a, big.data(), big.size()); });
+    std::size_t total = 0;
+    std::vector<char> buf(1 << 16);
+    while (total < big.size()) {
+      const ssize_t r = ::read(p.b, buf.data(), buf.size());
+      ASSERT_GT(r, 0);
+      total += static_cast<std::size_t>(r);
+    }
+    ASSERT_TRUE(w.join(5s));
+    EXPECT_EQ(wrote, static_cast<ssize_t>(big.size()));
+  });
+}
+
+}  // namespace
