@@ -55,9 +55,10 @@ bool expire_scope(Fiber* f, Deadline now) {
 
 // Step 2, on the worker past the switch (or, for spawn_later, before the
 // first run): the timer first, so that it holds its reference before the
-// park word makes `f` wakeable by other threads.
-void enter_park(Fiber* f, Worker* w, std::uint64_t seq, Deadline timer, Waiter* waiter,
-                PublishFn* publish) {
+// park word makes `f` wakeable by other threads. Inlined into its two
+// callers: after_park runs on every park.
+[[gnu::always_inline]] inline void enter_park(Fiber* f, Worker* w, std::uint64_t seq,
+                                              Deadline timer, Waiter* waiter, PublishFn* publish) {
   f->publishing.store(true, std::memory_order_relaxed);
   if (timer != kNoDeadline) w->arm_timer(timer, f, seq);
   f->park_word.store((seq << 1) | 1, std::memory_order_seq_cst);
@@ -149,22 +150,26 @@ namespace {
 
 // park() and park_nothrow(): `throwing` decides what an interrupt pending
 // before the park does (throw it, or report `interrupted` without parking).
-WakeReason park_impl(Waiter& w, Deadline deadline, PublishFn& publish, const char* what,
-                     bool throwing) {
+// A template, inlined into each: as one function taking a flag, called
+// through a wrapper, it made every park about 15% slower (hand-off on one
+// worker, measured side by side).
+template <bool throwing>
+[[gnu::always_inline]] inline WakeReason park_impl(Waiter& w, Deadline deadline, PublishFn& publish,
+                                                   const char* what) {
   Worker* worker = current_worker();
   Fiber* self = worker ? worker->current() : nullptr;
   if (!self) return park_thread(w, deadline, &publish);
 
   // Step 1.
   if (has_interrupt(self)) {
-    if (throwing) throw_if_interrupted();
+    if constexpr (throwing) throw_if_interrupted();
     return WakeReason::interrupted;
   }
   Deadline timer = deadline;
   if (self->scopes) {
     const Deadline now = Clock::now();
     if (expire_scope(self, now)) {
-      if (throwing) throw_if_interrupted();
+      if constexpr (throwing) throw_if_interrupted();
       return WakeReason::interrupted;
     }
     timer = std::min(timer, earliest_scope(self, nullptr));
@@ -192,11 +197,11 @@ WakeReason park_impl(Waiter& w, Deadline deadline, PublishFn& publish, const cha
 }  // namespace
 
 WakeReason park(Waiter& w, Deadline deadline, PublishFn publish, const char* what) {
-  return park_impl(w, deadline, publish, what, true);
+  return park_impl<true>(w, deadline, publish, what);
 }
 
 WakeReason park_nothrow(Waiter& w, Deadline deadline, PublishFn publish, const char* what) {
-  return park_impl(w, deadline, publish, what, false);
+  return park_impl<false>(w, deadline, publish, what);
 }
 
 void park_until_start(Fiber* f, Worker* w, Deadline at) {

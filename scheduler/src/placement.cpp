@@ -33,36 +33,32 @@ namespace green::detail {
 // ---------------------------------------------------------------------------
 // On the worker's own thread
 
-void Worker::place(Fiber* f, Place where) noexcept {
+bool Worker::place(Fiber* f, Place where) noexcept {
   if (where == Place::woken) {
     if (dispatching_io_) {
       // Queued in readiness order after the poll; past the reserved room
       // (more wakes than one poll usually brings), queued now, never lost.
       if (io_wakes_.size() < kIoWakesMax) {
         io_wakes_.push_back(f);
-      } else {
-        place(f, Place::io);
+        return false;
       }
-      return;
+      return place(f, Place::io);
     }
     if (f->join_worker == this && f->wake_reason == WakeReason::notified &&
         static_cast<std::int32_t>(deque_.bottom_index() - f->join_mark) > 0) {
       deferred_.push_back(f);  // see "Deferred joiners" in worker.hpp
-      return;
+      return false;
     }
     if (next_streak_ < kNextStreak && (!f->pinned || f->pinned == this)) {
       Fiber* kicked = std::exchange(next_, f);
-      if (kicked) {
-        place(kicked, Place::back);
-        announce_work();
-      }
-      return;
+      if (kicked && place(kicked, Place::back)) announce_work();
+      return false;
     }
     // Past the streak: behind the local work, so two green threads waking
-    // each other cannot starve the rest.
+    // each other cannot starve the rest (after_all announces what it makes
+    // stealable).
     place(f, Place::after_all);
-    announce_work();
-    return;
+    return false;
   }
 
   // The one check: a deque is stealable, and a pinned green thread must
@@ -73,7 +69,7 @@ void Worker::place(Fiber* f, Place where) noexcept {
     } else {
       f->pinned->post(f);
     }
-    return;
+    return false;
   }
   bool queued;
   switch (where) {
@@ -86,14 +82,16 @@ void Worker::place(Fiber* f, Place where) noexcept {
     default:  // after_all
       if (keep_yielder_private(f)) {
         yielded_.push(f);
-        return;
+        return false;
       }
       queued = deque_.push_front(f);
       break;
   }
   if (!queued) push_overflow(f);
   // Workers are idle or searching: a parked one must hear of stealable work.
-  if (where == Place::after_all) rt_->wake_one_idle();
+  // (The other places batch their announcements: a burst, a poll's wakes.)
+  if (where == Place::after_all) announce_work();
+  return true;
 }
 
 bool Worker::keep_yielder_private(const Fiber* f) const noexcept {

@@ -130,7 +130,15 @@ class Worker {
     io,         // woken by a hub poll: behind the local work, in event order
   };
   // The single placement decision (placement.cpp), pinned check included.
-  void place(Fiber* f, Place why) noexcept;
+  // Returns true when the caller must announce_work(): `f` went where other
+  // workers can take it (the deque, or the injection queue on overflow) as
+  // `back` or `io`, which leave the announcement to the caller so that a
+  // burst or a poll's wakes make one. `woken` and `after_all` announce
+  // themselves, and only work that is stealable: a pinned green thread, the
+  // next slot, the private FIFO and the inboxes are nobody else's work, and
+  // waking an idle worker for them only makes it spin (and costs the waker
+  // an eventfd write).
+  bool place(Fiber* f, Place why) noexcept;
   // A freshly spawned green thread: joins the current burst.
   void spawn_local(Fiber* f) noexcept;
   // Switches the running green thread out; `after` runs past the switch.
