@@ -21,18 +21,6 @@
 
 namespace green {
 
-namespace {
-std::string describe(std::exception_ptr e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& x) {
-    return x.what();
-  } catch (...) {
-    return "unknown exception";
-  }
-}
-}  // namespace
-
 StreamServer::StreamServer(Address address, Handler handler, StreamServerOptions options)
     : address_(address), handler_(std::move(handler)), options_(options) {
   if (!handler_) throw Error("green::StreamServer: empty handler");
@@ -149,7 +137,7 @@ void StreamServer::serve(Socket& sock, const Address& peer) {
     }
   } catch (...) {
     std::fprintf(stderr, "green: StreamServer handler for %s failed: %s\n", peer.to_string().c_str(),
-                 describe(std::current_exception()).c_str());
+                 detail::describe(std::current_exception()).c_str());
   }
 }
 
@@ -214,7 +202,7 @@ void DatagramServer::start() {
           throw;
         } catch (...) {
           std::fprintf(stderr, "green: DatagramServer handler for %s failed: %s\n",
-                       d.second.to_string().c_str(), describe(std::current_exception()).c_str());
+                       d.second.to_string().c_str(), detail::describe(std::current_exception()).c_str());
         }
       });
     }

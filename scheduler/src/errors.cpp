@@ -12,4 +12,16 @@ SystemError::SystemError(int err, const std::string& what)
 
 bool TimeoutError::is(const Timeout& scope) const noexcept { return scope.id() == scope_id_; }
 
+namespace detail {
+std::string describe(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "(not a std::exception)";
+  }
+}
+}  // namespace detail
+
 }  // namespace green

@@ -16,19 +16,6 @@
 
 namespace green::detail {
 
-namespace {
-std::string describe(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& x) {
-    return x.what();
-  } catch (...) {
-    return "(not a std::exception)";
-  }
-}
-
-}  // namespace
-
 Fiber::~Fiber() {
   destroy_locals(*this);
   if (error && !observed.load(std::memory_order_relaxed)) {

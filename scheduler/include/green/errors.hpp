@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <stdexcept>
 #include <string>
 
@@ -58,5 +59,12 @@ class SystemError : public Error {
  private:
   int code_;
 };
+
+namespace detail {
+// The what() of the exception `e` holds, for reports on stderr (an
+// unobserved failure, a handler that threw); "(not a std::exception)" for
+// anything else.
+std::string describe(const std::exception_ptr& e);
+}  // namespace detail
 
 }  // namespace green

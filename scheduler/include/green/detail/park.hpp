@@ -163,6 +163,21 @@ template <class Lock>
   return leave_park(r, *lk.mutex(), w, [&](Waiter& me) { list.remove(me); });
 }
 
+// The publish step of park_unlocked() and park_unlocked_status(): runs
+// `enlist` under `lock`; when it declines, the wait ends at once, woken
+// outside the lock (`me` is on no list, so no waker can see it).
+template <class Lock, class Enlist>
+auto enlist_under(Lock& lock, Enlist& enlist) {
+  return [&lock, &enlist](Waiter& me) {
+    bool wait;
+    {
+      std::lock_guard g(lock);
+      wait = enlist(me);
+    }
+    if (!wait) wake(me);
+  };
+}
+
 // Parks the caller on a condition guarded by `lock`, which the caller does
 // NOT hold. Once parked, `enlist(w)` runs under `lock` and re-checks: it
 // returns false when there is nothing to wait for any more (the wait then
@@ -174,15 +189,7 @@ template <class Lock>
 template <class Lock, class Enlist, class Unlist>
 bool park_unlocked(Lock& lock, Waiter& w, Deadline deadline, const char* what, Enlist&& enlist,
                    Unlist&& unlist) {
-  auto publish = [&](Waiter& me) {
-    bool wait;
-    {
-      std::lock_guard g(lock);
-      wait = enlist(me);
-    }
-    // Woken outside the lock: `me` is on no list, so no waker can see it.
-    if (!wait) wake(me);
-  };
+  auto publish = enlist_under(lock, enlist);
   const WakeReason r = park(w, deadline, PublishFn(publish), what);
   return leave_park(r, lock, w, unlist);
 }
@@ -237,14 +244,7 @@ WakeReason park_nothrow(Waiter& w, Deadline deadline, PublishFn publish, const c
 template <class Lock, class Enlist, class Unlist>
 WakeReason park_unlocked_status(Lock& lock, Waiter& w, Deadline deadline, const char* what,
                                 Enlist&& enlist, Unlist&& unlist) {
-  auto publish = [&](Waiter& me) {
-    bool wait;
-    {
-      std::lock_guard g(lock);
-      wait = enlist(me);
-    }
-    if (!wait) wake(me);
-  };
+  auto publish = enlist_under(lock, enlist);
   const WakeReason r = park_nothrow(w, deadline, PublishFn(publish), what);
   if (r != WakeReason::notified) {
     std::lock_guard g(lock);
