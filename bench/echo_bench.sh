@@ -10,7 +10,8 @@
 # For each worker count W and each connection count C (100 and 1,000), each
 # server runs with W worker threads (green: --workers W; Go: GOMAXPROCS=W;
 # Tokio: worker_threads = W; threads: one OS thread per connection whatever
-# W, bench/peers/threads)
+# W, bench/peers/threads; posix: green's worker threads running blocking
+# POSIX code, socket/accept/recv/send under green::monkey, bench/monkey)
 # and echo_load drives it for a fixed time with 64-byte requests, checking
 # every reply (echo_load runs with W workers too, unless --load-workers).
 # The table gives the median req/s and p50/p99 over the runs and green's
@@ -44,7 +45,8 @@ done
 server="$build/examples/echo_server"
 load="$build/bench/echo_load"
 threads_server="$build/bench/threads_echo_server"
-for f in "$server" "$load" "$threads_server"; do
+posix_server="$build/bench/posix_echo_server"
+for f in "$server" "$load" "$threads_server" "$posix_server"; do
   [[ -x "$f" ]] || { echo "echo_bench: $f not built (cmake --build $build)" >&2; exit 1; }
 done
 go_server=""
@@ -59,8 +61,8 @@ else
   tokio_note="tokio: missing, $(tail -n1 <<<"$tokio_msg")"
 fi
 # The peers, in column order; an empty program is a missing one.
-peers=(go tokio threads)
-declare -A peer_bin=([go]="$go_server" [tokio]="$tokio_server" [threads]="$threads_server")
+peers=(go tokio threads posix)
+declare -A peer_bin=([go]="$go_server" [tokio]="$tokio_server" [threads]="$threads_server" [posix]="$posix_server")
 
 port=$((20000 + RANDOM % 20000))
 pids=()
@@ -85,6 +87,7 @@ run_one() {
     go) GOMAXPROCS="$w" "$go_server" -port "$port" >/dev/null & pid=$! ;;
     tokio) "$tokio_server" -port "$port" -workers "$w" >/dev/null & pid=$! ;;
     threads) "$threads_server" --port "$port" >/dev/null & pid=$! ;;
+    posix) "$posix_server" --port "$port" --workers "$w" >/dev/null & pid=$! ;;
   esac
   pids+=("$pid")
   wait_port "$port"

@@ -132,6 +132,18 @@ for w in $workers_list; do
   done
 done
 
+# ---- green::monkey: the hooks' cost on a plain thread ----------------------------
+echo "=== green::monkey hook cost"
+"$build/bench/hook_overhead" $([[ $quick == 1 ]] && echo "--batches 7" || echo "--batches 21") \
+  --csv "$out/hooks.csv"
+# case,median_hooked_ns,median_libc_ns,overhead_ns,batches: one row per shape,
+# already a median over the batches (the plain thread is "1 worker").
+tail -n +2 "$out/hooks.csv" | while IFS=, read -r shape hooked libc cost _; do
+  add green "plain-thread read+write $shape" 1 "$hooked" ns lower
+  add threads "plain-thread read+write $shape" 1 "$libc" ns lower
+  add green "hooks' cost $shape" 1 "$cost" ns lower
+done
+
 # ---- network cases -------------------------------------------------------------
 echo "=== echo servers"
 bench/echo_bench.sh $([[ $quick == 1 ]] && echo --quick) --workers "$workers_list" --runs "$runs" \

@@ -7,21 +7,24 @@
 # the table (and writes it to OUT_DIR/table.md): per case and worker count,
 # green's median with min–max, each peer's median, and green's advantage
 # over the best peer measured: peer/green for times and sizes, green/peer for
-# rates, so above 1 means green is ahead. Draws OUT_DIR/<case>.png with
+# rates, so above 1 means green is ahead. The "POSIX on green" column is
+# green too (blocking POSIX code under green::monkey), shown beside the
+# peers but never counted as one. Draws OUT_DIR/<case>.png with
 # gnuplot (the metric against workers, one line per implementation) when
 # gnuplot is installed, and says so when it is not.
 set -euo pipefail
 summary="$1"
 out="$2"
 shift 2
-impls=(green go tokio fiber threads)
+impls=(green go tokio fiber threads posix)
+peers_end=5  # impls[2..5] are the peers; posix is green's own
 table="$out/table.md"
 
 {
-  echo "| case | workers | green (min–max) | Go | Tokio | Boost.Fiber | threads | green vs best peer |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| case | workers | green (min–max) | Go | Tokio | Boost.Fiber | threads | POSIX on green | green vs best peer |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   # Cases in order of first appearance; every worker count of each.
-  awk -F, -v impls="${impls[*]}" '
+  awk -F, -v impls="${impls[*]}" -v peers_end="$peers_end" '
     NR == 1 { next }
     {
       key = $2 SUBSEP $3
@@ -43,7 +46,7 @@ table="$out/table.md"
           if ((p, key) in med) {
             v = med[p, key]
             line = line " | " fmt(v)
-            if (best == "" || (better[key] == "higher" ? v > best : v < best)) best = v
+            if (j <= peers_end && (best == "" || (better[key] == "higher" ? v > best : v < best))) best = v
           } else {
             line = line " | –"
           }
@@ -92,7 +95,7 @@ set xtics 1
 set key outside right
 set datafile missing "?"
 set yrange [0:*]
-plot for [i=2:6] "$out/$file.dat" using 1:i with linespoints title columnhead(i)
+plot for [i=2:7] "$out/$file.dat" using 1:i with linespoints title columnhead(i)
 EOF
 done
 echo "plots: $out/*.png"
