@@ -162,6 +162,14 @@ tail -n +2 "$out/chat.csv" | while IFS=, read -r srv w _ _ _ lps _ p99; do
   add "$srv" "chat fan-out p99" "$w" "$p99" "us" lower
 done
 
+echo "=== PQexec from 100 clients (green::monkey)"
+bench/pq_bench.sh $([[ $quick == 1 ]] && echo --quick) --workers "$workers_list" --runs "$runs" \
+  --csv "$out/pq.csv"
+# mode,workers,clients,run,queries_per_s (mode: green or threads)
+tail -n +2 "$out/pq.csv" | while IFS=, read -r mode w clients _ q; do
+  add "$mode" "PQexec SELECT 1, $clients clients" "$w" "$q" "queries/s" higher
+done
+
 # ---- summary -------------------------------------------------------------------
 summary="$out/results.csv"
 {

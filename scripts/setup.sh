@@ -7,9 +7,10 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ libboost-context1.81-dev libboost1.81-dev libtbb-dev
-          libgtest-dev libbenchmark-dev libcli11-dev)
+          libgtest-dev libbenchmark-dev libcli11-dev
+          libpq-dev)  # green::monkey's PQexec benchmark (bench/monkey/pq_bench.cpp)
 if [[ "${1:-}" == "bench" ]]; then
-  packages+=(gnuplot-nox golang-go libboost-fiber1.81-dev)
+  packages+=(gnuplot-nox golang-go libboost-fiber1.81-dev postgresql)
   # Tokio 1.24 peers (bench/peers/tokio/build.sh), built offline with Debian's
   # cargo against these crate sources: every crate of their Cargo.lock.
   packages+=(cargo librust-tokio-dev librust-tokio-macros-dev librust-mio-dev librust-socket2-dev
