@@ -25,11 +25,11 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "monkey_util.hpp"
 #include "parked.hpp"
 #include "test_env.hpp"
 #include "test_util.hpp"
@@ -38,31 +38,12 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using green::testing::kernel_flags;
+using green::testing::Pair;
 using green::testing::per_build;
+using green::testing::thread_state;
 using green::testing::wait_parked;
-
-green::RuntimeOptions workers(unsigned n) {
-  green::RuntimeOptions o;
-  o.workers = n;
-  return o;
-}
-
-// The flags the kernel holds, past the fcntl hook.
-int kernel_flags(int fd) { return static_cast<int>(::syscall(SYS_fcntl, fd, F_GETFL)); }
-
-struct Pair {
-  int a = -1, b = -1;
-  Pair() {
-    int sv[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) throw std::runtime_error("socketpair");
-    a = sv[0];
-    b = sv[1];
-  }
-  ~Pair() {
-    if (a >= 0) ::close(a);
-    if (b >= 0) ::close(b);
-  }
-};
+using green::testing::workers;
 
 void raise_fd_limit(rlim_t want) {
   rlimit r{};
@@ -220,15 +201,6 @@ TEST(Monkey, UserViewOfONonblock) {
     ::close(d);
     ::close(s);
   });
-}
-
-// The thread's scheduling state from /proc: 'S' while it sleeps in a call.
-char thread_state(pid_t tid) {
-  std::ifstream f("/proc/self/task/" + std::to_string(tid) + "/stat");
-  std::string s;
-  std::getline(f, s);
-  const auto close = s.rfind(')');
-  return close == std::string::npos || close + 2 >= s.size() ? '?' : s[close + 2];
 }
 
 // A plain thread reading a hooked (non-blocking underneath) socket with a
