@@ -124,6 +124,10 @@ const Real& real() {
   return r;
 }
 
+// Resolved when the library loads as well, while the process has one
+// thread (see multiplex.cpp's g_mux_resolved_at_load).
+[[maybe_unused]] const Real& g_real_resolved_at_load = real();
+
 // ---- green's table (ops.hpp) -----------------------------------------------------
 
 std::atomic<const Ops*> g_ops{nullptr};

@@ -57,6 +57,12 @@ const MuxReal& mreal() {
   return r;
 }
 
+// Resolved when the library loads, while the process has one thread. The
+// first call otherwise comes from a worker's own epoll_wait inside TSan's
+// blocking interceptor, which hides the static's guard from TSan: every
+// other worker's read would be a reported race.
+[[maybe_unused]] const MuxReal& g_mux_resolved_at_load = mreal();
+
 // ---- who watches what, for close() ---------------------------------------------
 
 // One wait_any in progress, on its caller's stack.

@@ -45,6 +45,9 @@ const ResolveReal& rreal() {
   return r;
 }
 
+// Resolved when the library loads (see multiplex.cpp's g_mux_resolved_at_load).
+[[maybe_unused]] const ResolveReal& g_resolve_resolved_at_load = rreal();
+
 // A Job of type J with `extra` bytes after it, zeroed: one malloc, so that
 // its release is one free (J's own buffers aside).
 template <class J>

@@ -8,6 +8,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <green/current.hpp>
+#include <green/errors.hpp>
 #include <green/runtime.hpp>
 
 #include <fstream>
@@ -53,5 +55,17 @@ inline char thread_state(pid_t tid) {
 }
 
 inline pid_t gettid_now() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
+
+// In a green thread a kill interrupted inside a hook: its next green call
+// raises the pending GreenletExit, which goes on (the green thread ends
+// killed); `raised` records that it came there.
+inline void next_green_call_raises_exit(bool& raised) {
+  try {
+    green::yield();
+  } catch (const green::GreenletExit&) {
+    raised = true;
+    throw;
+  }
+}
 
 }  // namespace green::testing

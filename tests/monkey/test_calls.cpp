@@ -27,13 +27,7 @@
 namespace {
 
 using namespace std::chrono_literals;
-using green::testing::gettid_now;
-using green::testing::kernel_flags;
-using green::testing::Pair;
-using green::testing::thread_state;
-using green::testing::wait_parked;
-using green::testing::wait_until;
-using green::testing::workers;
+using namespace green::testing;
 
 // Bytes waiting in fd's receive queue.
 int unread(int fd) {
@@ -93,12 +87,7 @@ TEST(MonkeyCalls, KillDuringRecvWaitallReturnsTheCountSoFar) {
     bool exit_raised = false;
     auto g = green::spawn(green::SpawnOptions{.name = "reader"}, [&] {
       r = ::recv(p.a, buf, sizeof buf, MSG_WAITALL);
-      try {
-        green::yield();
-      } catch (const green::GreenletExit&) {
-        exit_raised = true;
-        throw;
-      }
+      green::testing::next_green_call_raises_exit(exit_raised);
     });
     ASSERT_TRUE(wait_parked(rt, "reader", "read (hooked)"));
     ASSERT_EQ(::write(p.b, "abc", 3), 3);

@@ -20,9 +20,7 @@
 namespace {
 
 using namespace std::chrono_literals;
-using green::testing::kernel_flags;
-using green::testing::Pair;
-using green::testing::workers;
+using namespace green::testing;
 
 // Everything the child writes until EOF, or until `limit` (a Timeout: the
 // hooked read ends with EINTR); `eof` says which.

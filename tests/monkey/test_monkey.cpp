@@ -273,12 +273,7 @@ TEST(Monkey, KillGivesEintrThenGreenletExitAtNextGreenCall) {
       first_errno = errno;
       retry = ::read(p.a, &c, 1);
       retry_errno = errno;
-      try {
-        green::yield();
-      } catch (const green::GreenletExit&) {
-        exit_raised = true;
-        throw;
-      }
+      green::testing::next_green_call_raises_exit(exit_raised);
     });
     ASSERT_TRUE(wait_parked(rt, "reader", "read (hooked)"));
     g.kill();

@@ -19,6 +19,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
+#include <stdexcept>
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -31,13 +33,27 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-using green::testing::gettid_now;
-using green::testing::Pair;
-using green::testing::thread_state;
-using green::testing::wait_parked;
-using green::testing::workers;
+using namespace green::testing;
 
 constexpr const char* kParked = "read (hooked)";
+
+// A new epoll instance watching fd for input, with `data` as its events' data.
+int epoll_on(int fd, std::uint64_t data = 0) {
+  const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = data;
+  if (ep < 0 || ::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) throw std::runtime_error("epoll");
+  return ep;
+}
+
+// A set holding fd alone.
+fd_set only(int fd) {
+  fd_set s;
+  FD_ZERO(&s);
+  FD_SET(fd, &s);
+  return s;
+}
 
 TEST(MonkeyMultiplex, PpollWaitsForAnyFdAndHonoursItsTimeout) {
   green::Runtime rt(workers(2));
@@ -96,11 +112,7 @@ TEST(MonkeyMultiplex, SelectReportsReadyFdsAndUpdatesItsTimeout) {
     Pair p1, p2;
     const int nfds = std::max({p1.a, p1.b, p2.a, p2.b}) + 1;
     // Ready at once: only what is ready is left in the sets.
-    fd_set rd, wr;
-    FD_ZERO(&rd);
-    FD_ZERO(&wr);
-    FD_SET(p1.a, &rd);
-    FD_SET(p1.b, &wr);
+    fd_set rd = only(p1.a), wr = only(p1.b);
     timeval tv{5, 0};
     EXPECT_EQ(::select(nfds, &rd, &wr, nullptr, &tv), 1);
     EXPECT_FALSE(FD_ISSET(p1.a, &rd));
@@ -108,8 +120,7 @@ TEST(MonkeyMultiplex, SelectReportsReadyFdsAndUpdatesItsTimeout) {
 
     // A wait: the green thread parks until p2.a is readable; the timeout
     // comes back holding the time not slept, as Linux's select leaves it.
-    FD_ZERO(&rd);
-    FD_SET(p1.a, &rd);
+    rd = only(p1.a);
     FD_SET(p2.a, &rd);
     tv = timeval{5, 0};
     int r = -2;
@@ -126,8 +137,7 @@ TEST(MonkeyMultiplex, SelectReportsReadyFdsAndUpdatesItsTimeout) {
     EXPECT_GT(left_us, 2'000'000);
 
     // The timeout: 0, the sets emptied, the timeout used up.
-    FD_ZERO(&rd);
-    FD_SET(p1.a, &rd);
+    rd = only(p1.a);
     tv = timeval{0, 100'000};
     const auto t0 = Clock::now();
     EXPECT_EQ(::select(nfds, &rd, nullptr, nullptr, &tv), 0);
@@ -148,9 +158,7 @@ TEST(MonkeyMultiplex, SelectAndPselectRejectBadInput) {
   green::Runtime rt(workers(2));
   rt.run([&] {
     Pair p;
-    fd_set rd;
-    FD_ZERO(&rd);
-    FD_SET(p.a, &rd);
+    fd_set rd = only(p.a);
     timeval tv{1, 0};
     timespec ts{1, 0};
     errno = 0;
@@ -175,8 +183,7 @@ TEST(MonkeyMultiplex, SelectAndPselectRejectBadInput) {
     const int fd = p.a;
     ASSERT_EQ(::close(p.a), 0);
     p.a = -1;
-    FD_ZERO(&rd);
-    FD_SET(fd, &rd);
+    rd = only(fd);
     errno = 0;
     EXPECT_EQ(::select(fd + 1, &rd, nullptr, nullptr, &tv), -1);
     EXPECT_EQ(errno, EBADF);
@@ -191,9 +198,7 @@ TEST(MonkeyMultiplex, PselectWaitsAndTimesOut) {
   green::Runtime rt(workers(2));
   rt.run([&] {
     Pair p;
-    fd_set rd;
-    FD_ZERO(&rd);
-    FD_SET(p.a, &rd);
+    fd_set rd = only(p.a);
     int r = -2;
     auto g = green::spawn(green::SpawnOptions{.name = "pselector"}, [&] {
       const timespec ts{5, 0};
@@ -219,12 +224,7 @@ TEST(MonkeyMultiplex, EpollWaitOnTheUsersEpollFd) {
   green::Runtime rt(workers(2));
   rt.run([&] {
     Pair p;
-    const int ep = ::epoll_create1(EPOLL_CLOEXEC);
-    ASSERT_GE(ep, 0);
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = 42;
-    ASSERT_EQ(::epoll_ctl(ep, EPOLL_CTL_ADD, p.a, &ev), 0);
+    const int ep = epoll_on(p.a, 42);
     epoll_event out[4];
     int r = -2;
     auto g = green::spawn(green::SpawnOptions{.name = "epoller"}, [&] { r = ::epoll_wait(ep, out, 4, 5000); });
@@ -268,9 +268,7 @@ TEST(MonkeyMultiplex, TimeoutAndKillInterruptTheWaits) {
   green::Runtime rt(workers(2));
   rt.run([&] {
     Pair p;
-    fd_set rd;
-    FD_ZERO(&rd);
-    FD_SET(p.a, &rd);
+    fd_set rd = only(p.a);
     int r = -2, e = 0, retry = -2, retry_errno = 0;
     bool raised = false;
     try {
@@ -303,10 +301,7 @@ TEST(MonkeyMultiplex, TimeoutAndKillInterruptTheWaits) {
     EXPECT_EQ(e, EINTR);
     EXPECT_TRUE(raised);
 
-    const int ep = ::epoll_create1(EPOLL_CLOEXEC);
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ASSERT_EQ(::epoll_ctl(ep, EPOLL_CTL_ADD, p.a, &ev), 0);
+    const int ep = epoll_on(p.a);
     bool exit_raised = false;
     auto g = green::spawn(green::SpawnOptions{.name = "epoller"}, [&] {
       epoll_event out[1];
@@ -314,12 +309,7 @@ TEST(MonkeyMultiplex, TimeoutAndKillInterruptTheWaits) {
       e = errno;
       retry = ::epoll_wait(ep, out, 1, -1);
       retry_errno = errno;
-      try {
-        green::yield();
-      } catch (const green::GreenletExit&) {
-        exit_raised = true;
-        throw;
-      }
+      green::testing::next_green_call_raises_exit(exit_raised);
     });
     ASSERT_TRUE(wait_parked(rt, "epoller", kParked));
     g.kill();
@@ -353,9 +343,7 @@ TEST(MonkeyMultiplex, CloseWakesEveryWaiter) {
     }
     {
       Pair p;
-      fd_set rd;
-      FD_ZERO(&rd);
-      FD_SET(p.a, &rd);
+      fd_set rd = only(p.a);
       const int nfds = p.a + 1;
       int r = -2, e = 0;
       auto g = green::spawn(green::SpawnOptions{.name = "selector"}, [&] {
@@ -419,19 +407,14 @@ TEST(MonkeyMultiplex, CloseWakesEveryWaiter) {
 TEST(MonkeyMultiplex, PlainThreadsGetLibcsCalls) {
   green::Runtime rt(workers(2));  // green is present: the hooks are registered
   Pair p;
-  const int ep = ::epoll_create1(EPOLL_CLOEXEC);
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ASSERT_EQ(::epoll_ctl(ep, EPOLL_CTL_ADD, p.a, &ev), 0);
+  const int ep = epoll_on(p.a);
   std::atomic<pid_t> tid{0};
   int r = -2, sel = -2;
   std::thread waiter([&] {
     tid.store(gettid_now());
     epoll_event out[1];
     r = ::epoll_wait(ep, out, 1, 5000);
-    fd_set rd;
-    FD_ZERO(&rd);
-    FD_SET(p.a, &rd);
+    fd_set rd = only(p.a);
     timeval tv{1, 0};
     sel = ::select(p.a + 1, &rd, nullptr, nullptr, &tv);
   });
