@@ -132,9 +132,9 @@
 // sleep returns the time left; a write, or a MSG_WAITALL recv, that already
 // moved some bytes returns their count; the name lookups report it as said
 // above); nothing is thrown there. The same holds for poll, ppoll, select,
-// pselect and epoll_wait (-1/EINTR). The interrupt
-// stays pending, and green's next blocking call on that green thread
-// (green::sleep, yield(), a Queue, a green Socket, join, ...) throws it:
+// pselect and epoll_wait (-1/EINTR). The interrupt stays pending, and
+// green's next blocking call on that green thread (green::sleep, yield(), a
+// Queue, a green Socket, join, ...) throws it:
 // GreenletExit (or the kill's exception), or TimeoutError. A Timeout whose
 // scope ends before any such call throws nothing (t.expired() is true).
 // A library that retries after EINTR (libpq does) is told again with a
