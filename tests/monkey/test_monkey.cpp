@@ -335,29 +335,6 @@ TEST(Monkey, TimeoutAroundAHookedRead) {
   });
 }
 
-// poll() from a green thread waits for whichever fd becomes ready, without
-// holding the worker; with nothing ready it returns 0 at its timeout.
-TEST(Monkey, PollWaitsForAnyFd) {
-  green::Runtime rt(workers(1));
-  rt.run([&] {
-    Pair p1, p2;
-    pollfd fds[2] = {{p1.a, POLLIN, 0}, {p2.a, POLLIN, 0}};
-    int r = -2;
-    auto g = green::spawn(green::SpawnOptions{.name = "poller"}, [&] { r = ::poll(fds, 2, 5000); });
-    ASSERT_TRUE(wait_parked(rt, "poller", "read (hooked)"));
-    ASSERT_EQ(::write(p2.b, "y", 1), 1);
-    ASSERT_TRUE(g.join(5s));
-    EXPECT_EQ(r, 1);
-    EXPECT_EQ(fds[0].revents, 0);
-    EXPECT_NE(fds[1].revents & POLLIN, 0);
-
-    pollfd none[1] = {{p1.a, POLLIN, 0}};
-    const auto t0 = Clock::now();
-    EXPECT_EQ(::poll(none, 1, 100), 0);
-    EXPECT_GE(Clock::now() - t0, 90ms);
-  });
-}
-
 // A green thread blocked in a hook resumes on the worker it parked on, even
 // when woken from another: C code may hold its OS thread's &errno across
 // the call (unpinned, a wake from worker 1 would run it on worker 1).

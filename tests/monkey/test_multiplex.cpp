@@ -55,30 +55,50 @@ fd_set only(int fd) {
   return s;
 }
 
+// A green thread in wait(fds, 2, 5 s) on two pairs parks until the second
+// is readable and sees just that; then wait(fds, 1, 100 ms) with nothing
+// ready returns 0 at its timeout. `wait` is poll or ppoll.
+template <class Wait>
+void waits_for_any_then_times_out(green::Runtime& rt, Pair& p1, Pair& p2, Wait wait) {
+  pollfd fds[2] = {{p1.a, POLLIN, 0}, {p2.a, POLLIN, 0}};
+  int r = -2;
+  auto g = green::spawn(green::SpawnOptions{.name = "poller"}, [&] { r = wait(fds, 2, 5000); });
+  ASSERT_TRUE(wait_parked(rt, "poller", kParked));
+  ASSERT_EQ(::write(p2.b, "y", 1), 1);
+  ASSERT_TRUE(g.join(5s));
+  EXPECT_EQ(r, 1);
+  EXPECT_EQ(fds[0].revents, 0);
+  EXPECT_NE(fds[1].revents & POLLIN, 0);
+  char c;
+  ASSERT_EQ(::read(p2.a, &c, 1), 1);
+
+  pollfd none[1] = {{p1.a, POLLIN, 0}};
+  const auto t0 = Clock::now();
+  EXPECT_EQ(wait(none, 1, 100), 0);
+  EXPECT_GE(Clock::now() - t0, 90ms);
+}
+
+// poll() waits without holding the worker, on one worker and on two.
+TEST(MonkeyMultiplex, PollWaitsForAnyFd) {
+  for (unsigned n : {1u, 2u}) {
+    green::Runtime rt(workers(n));
+    rt.run([&] {
+      Pair p1, p2;
+      waits_for_any_then_times_out(rt, p1, p2, [](pollfd* fds, nfds_t k, int ms) { return ::poll(fds, k, ms); });
+    });
+  }
+}
+
 TEST(MonkeyMultiplex, PpollWaitsForAnyFdAndHonoursItsTimeout) {
   green::Runtime rt(workers(2));
   rt.run([&] {
     Pair p1, p2;
-    pollfd fds[2] = {{p1.a, POLLIN, 0}, {p2.a, POLLIN, 0}};
-    int r = -2;
-    auto g = green::spawn(green::SpawnOptions{.name = "ppoller"}, [&] {
-      timespec t{5, 0};
-      r = ::ppoll(fds, 2, &t, nullptr);
+    timespec last{};
+    waits_for_any_then_times_out(rt, p1, p2, [&](pollfd* fds, nfds_t n, int ms) {
+      last = timespec{ms / 1000, (ms % 1000) * 1'000'000L};
+      return ::ppoll(fds, n, &last, nullptr);
     });
-    ASSERT_TRUE(wait_parked(rt, "ppoller", kParked));
-    ASSERT_EQ(::write(p2.b, "y", 1), 1);
-    ASSERT_TRUE(g.join(5s));
-    EXPECT_EQ(r, 1);
-    EXPECT_EQ(fds[0].revents, 0);
-    EXPECT_NE(fds[1].revents & POLLIN, 0);
-
-    // Nothing ready: 0 at the timeout, which glibc leaves as it was.
-    pollfd none[1] = {{p1.a, POLLIN, 0}};
-    timespec t{0, 100'000'000};
-    const auto t0 = Clock::now();
-    EXPECT_EQ(::ppoll(none, 1, &t, nullptr), 0);
-    EXPECT_GE(Clock::now() - t0, 90ms);
-    EXPECT_EQ(t.tv_nsec, 100'000'000);
+    EXPECT_EQ(last.tv_nsec, 100'000'000) << "glibc leaves ppoll's timeout as it was";
 
     // A mask equal to the thread's own changes nothing: the green thread parks.
     sigset_t mine;
@@ -261,6 +281,30 @@ TEST(MonkeyMultiplex, EpollWaitOnTheUsersEpollFd) {
   });
 }
 
+// What under_timeout() saw.
+struct TimedOut {
+  int r = -2, e = 0, retry = -2, retry_errno = 0;
+  bool raised = false;
+};
+
+// call() twice inside a 100 ms Timeout, then a green call: the results,
+// their errnos, and whether the TimeoutError came there.
+template <class Call>
+TimedOut under_timeout(Call call) {
+  TimedOut out;
+  try {
+    green::Timeout t(100ms);
+    out.r = call();
+    out.e = errno;
+    out.retry = call();
+    out.retry_errno = errno;
+    green::yield();
+  } catch (const green::TimeoutError&) {
+    out.raised = true;
+  }
+  return out;
+}
+
 // A Timeout or a kill ends the waits as it ends a hooked read: EINTR, then
 // a retry gets ETIMEDOUT or ECANCELED, and the exception comes at the next
 // green call.
@@ -269,38 +313,17 @@ TEST(MonkeyMultiplex, TimeoutAndKillInterruptTheWaits) {
   rt.run([&] {
     Pair p;
     fd_set rd = only(p.a);
-    int r = -2, e = 0, retry = -2, retry_errno = 0;
-    bool raised = false;
-    try {
-      green::Timeout t(100ms);
-      r = ::select(p.a + 1, &rd, nullptr, nullptr, nullptr);
-      e = errno;
-      retry = ::select(p.a + 1, &rd, nullptr, nullptr, nullptr);
-      retry_errno = errno;
-      green::yield();
-    } catch (const green::TimeoutError&) {
-      raised = true;
-    }
-    EXPECT_EQ(r, -1);
-    EXPECT_EQ(e, EINTR);
-    EXPECT_EQ(retry, -1);
-    EXPECT_EQ(retry_errno, ETIMEDOUT);
-    EXPECT_TRUE(raised);
-
     pollfd f{p.a, POLLIN, 0};
-    raised = false;
-    try {
-      green::Timeout t(100ms);
-      r = ::ppoll(&f, 1, nullptr, nullptr);
-      e = errno;
-      green::yield();
-    } catch (const green::TimeoutError&) {
-      raised = true;
+    for (const auto& got : {under_timeout([&] { return ::select(p.a + 1, &rd, nullptr, nullptr, nullptr); }),
+                            under_timeout([&] { return ::ppoll(&f, 1, nullptr, nullptr); })}) {
+      EXPECT_EQ(got.r, -1);
+      EXPECT_EQ(got.e, EINTR);
+      EXPECT_EQ(got.retry, -1);
+      EXPECT_EQ(got.retry_errno, ETIMEDOUT);
+      EXPECT_TRUE(got.raised);
     }
-    EXPECT_EQ(r, -1);
-    EXPECT_EQ(e, EINTR);
-    EXPECT_TRUE(raised);
 
+    int r = -2, e = 0, retry = -2, retry_errno = 0;
     const int ep = epoll_on(p.a);
     bool exit_raised = false;
     auto g = green::spawn(green::SpawnOptions{.name = "epoller"}, [&] {
