@@ -426,6 +426,33 @@ TEST(MonkeyMultiplex, CloseWakesEveryWaiter) {
   });
 }
 
+// Shutdown with green threads waiting in the hooks: the runtime kills them,
+// each call ends with EINTR, and the runtime stops.
+TEST(MonkeyMultiplex, ShutdownEndsGreenThreadsWaitingInTheHooks) {
+  Pair p;
+  const int ep = epoll_on(p.a);
+  fd_set rd = only(p.a);
+  pollfd f{p.a, POLLIN, 0};
+  std::atomic<int> eintr{0}, ended{0};
+  auto record = [&](int r) {
+    if (r == -1 && errno == EINTR) eintr.fetch_add(1);
+    ended.fetch_add(1);
+  };
+  {
+    green::Runtime rt(workers(2));
+    rt.spawn([&] { record(::select(p.a + 1, &rd, nullptr, nullptr, nullptr)); });
+    rt.spawn([&] { record(::ppoll(&f, 1, nullptr, nullptr)); });
+    rt.spawn([&] {
+      epoll_event out[1];
+      record(::epoll_wait(ep, out, 1, -1));
+    });
+    ASSERT_TRUE(wait_parked(rt, kParked, 3));
+  }
+  EXPECT_EQ(ended.load(), 3);
+  EXPECT_EQ(eintr.load(), 3);
+  ::close(ep);
+}
+
 // On a plain thread the calls are libc's: they block that thread.
 TEST(MonkeyMultiplex, PlainThreadsGetLibcsCalls) {
   green::Runtime rt(workers(2));  // green is present: the hooks are registered

@@ -265,4 +265,27 @@ TEST(MonkeyResolve, KillWhileALookupBlocksGivesEaiSystemWithEintr) {
   });
 }
 
+// Shutdown while a green thread waits for a lookup that blocks: the
+// runtime kills it, getaddrinfo returns EAI_SYSTEM/EINTR, the runtime
+// stops; the lookup then ends on its pool thread.
+TEST(MonkeyResolve, ShutdownWhileALookupBlocks) {
+  if (!dns_is_consulted()) GTEST_SKIP() << "no dns in nsswitch.conf's hosts: HOSTALIASES is never read";
+  BlockingLookup lookup;
+  int rc = -1, e = 0, writer = -1;
+  {
+    green::Runtime rt(workers(2));
+    rt.spawn(green::SpawnOptions{.name = "resolver"}, [&] {
+      addrinfo* res = nullptr;
+      rc = ::getaddrinfo(BlockingLookup::kName, nullptr, nullptr, &res);
+      e = errno;
+    });
+    ASSERT_TRUE(wait_parked(rt, "resolver", "getaddrinfo (hooked)"));
+    ASSERT_TRUE(wait_until([&] { return (writer = lookup.reader_is_in()) >= 0; }, 10s));
+  }
+  EXPECT_EQ(rc, EAI_SYSTEM);
+  EXPECT_EQ(e, EINTR);
+  BlockingLookup::finish(writer);
+  EXPECT_TRUE(wait_until([&] { return lookup.reader_gone(); }, 10s));
+}
+
 }  // namespace
