@@ -268,6 +268,17 @@ int close_fd_with(int fd, int (*op)(int fd, void* ctx), void* ctx) noexcept {
   return op(fd, ctx);
 }
 
+void notify_readable(int fd) noexcept {
+  io_detail::FdState* st = nullptr;
+  try {
+    st = &io_detail::fd_state(fd);
+  } catch (...) {
+    return;  // past the table: nobody can wait on it
+  }
+  std::lock_guard g(st->lock);
+  io_detail::wake_or_remember(st->reader, st->readable);
+}
+
 }  // namespace io_detail
 
 }  // namespace green

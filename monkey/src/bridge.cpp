@@ -5,9 +5,12 @@
 // linked whole-archive through green::monkey), beside the one copy of
 // green's runtime, which it calls. Every function here is noexcept and
 // catches what green may throw: it is called from the hooks, under C frames.
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <unistd.h>
 
 #include "green/current.hpp"
@@ -15,6 +18,7 @@
 #include "green/detail/park.hpp"
 #include "green/local.hpp"
 #include "green/monkey.hpp"
+#include "green/offload.hpp"
 #include "ops.hpp"
 
 namespace green::monkey_detail {
@@ -81,8 +85,68 @@ int sleep_until(std::int64_t deadline_ns) noexcept {
   return r == detail::WakeReason::interrupted ? interrupt_errno() : 0;
 }
 
+// A job on the blocking pool and the green thread waiting for it, shared:
+// the waiter may leave (interrupted) while the job runs on.
+struct PoolCall {
+  detail::SpinLock lock;
+  bool done = false;                 // under lock
+  detail::Waiter* waiter = nullptr;  // under lock
+  // Set by the first of "the waiter left" and "the job is over"; the
+  // second to come owns ctx from then on.
+  std::atomic<bool> one_gone{false};
+};
+
+int run_blocking(void (*job)(void*), void (*abandon)(void*), void* ctx, const char* what) noexcept {
+  std::shared_ptr<PoolCall> call;
+  try {
+    call = std::make_shared<PoolCall>();
+  } catch (...) {
+    abandon(ctx);
+    return ENOMEM;
+  }
+  try {
+    detail::run_on_blocking_pool([call, job, abandon, ctx] {
+      job(ctx);
+      {
+        std::lock_guard g(call->lock);
+        call->done = true;
+        if (detail::Waiter* w = call->waiter) {
+          call->waiter = nullptr;
+          detail::wake(*w);
+        }
+      }
+      if (call->one_gone.exchange(true)) abandon(ctx);  // its caller has gone
+    });
+  } catch (...) {
+    // No thread for it (the job may still be queued): as an interrupt.
+    if (call->one_gone.exchange(true)) abandon(ctx);
+    return ENOMEM;
+  }
+  detail::WakeReason r{};
+  auto wait = [&] {
+    detail::Waiter w;
+    r = detail::park_unlocked_status(
+        call->lock, w, detail::kNoDeadline, what,
+        [&](detail::Waiter& me) {
+          if (call->done) return false;
+          call->waiter = &me;
+          return true;
+        },
+        [&](detail::Waiter& me) {
+          if (call->waiter == &me) call->waiter = nullptr;
+        });
+  };
+  under_c_frames(wait);
+  if (r != detail::WakeReason::interrupted) return 0;  // only the job wakes it: done
+  // The job may have ended meanwhile: then its results are the caller's.
+  if (call->one_gone.exchange(true)) return 0;
+  const int e = interrupt_errno();
+  return e != 0 ? e : EINTR;  // never 0 here: ctx is the job's now
+}
+
 const Ops ops_table{
-    &in_green, &wait_fd, &sleep_until, &interrupt_errno, &io_detail::close_fd_with,
+    &in_green,        &wait_fd, &sleep_until, &interrupt_errno, &io_detail::close_fd_with, &io_detail::notify_readable,
+    &run_blocking,
 };
 
 // Registers the table before main() runs. The hook library is a

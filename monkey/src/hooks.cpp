@@ -27,10 +27,8 @@
 // managed fds, one indirect call. Hooks may run in signal handlers (write()
 // to a self-pipe): the fast path takes no lock and allocates nothing but,
 // once per 4,096 fds, a chunk of the mode table (mmap).
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1
-#endif
-#include <dlfcn.h>
+#include "hooks.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
@@ -48,14 +46,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "ops.hpp"
-
-#define GREEN_HOOK extern "C" __attribute__((visibility("default")))
-
-namespace {
-
-using green::monkey_detail::kNoDeadline;
-using green::monkey_detail::Ops;
+namespace green::monkey_hooks {
 
 // ---- libc's definitions -------------------------------------------------------
 
@@ -90,11 +81,6 @@ struct Real {
   int (*dup2)(int, int);
   int (*dup3)(int, int, int);
 };
-
-template <class F>
-void resolve(F*& slot, const char* name) {
-  slot = reinterpret_cast<F*>(dlsym(RTLD_NEXT, name));
-}
 
 Real resolve_all() {
   Real r{};
@@ -138,12 +124,14 @@ const Real& real() {
   return r;
 }
 
+// Resolved when the library loads as well, while the process has one
+// thread (see multiplex.cpp's g_mux_resolved_at_load).
+[[maybe_unused]] const Real& g_real_resolved_at_load = real();
+
 // ---- green's table (ops.hpp) -----------------------------------------------------
 
 std::atomic<const Ops*> g_ops{nullptr};
 std::atomic<bool> g_probe_seen{false};
-
-const Ops* ops() noexcept { return g_ops.load(std::memory_order_acquire); }
 
 // ---- the user's view of each fd ----------------------------------------------------
 //
@@ -164,6 +152,7 @@ enum Mode : std::uint8_t { kUnknown = 0, kPass, kBlocking, kNonblocking };
 // path only); a stranger is forgotten and gets the libc call's answer.
 struct Slot {
   std::atomic<std::uint8_t> mode;
+  std::atomic<std::uint32_t> watchers;  // see watch()
   std::atomic<std::uint64_t> ino;
 };
 
@@ -235,6 +224,32 @@ bool still_ours(int fd) noexcept {
   return ours;
 }
 
+void watch(int fd, int delta) noexcept {
+  if (Slot* s = mode_slot(fd, true)) s->watchers.fetch_add(static_cast<std::uint32_t>(delta));
+}
+
+// seq_cst, as watch(): close(2) came first, so either this load sees a
+// watcher that enlisted before, or that watcher's epoll_ctl comes after the
+// close and fails with EBADF (multiplex.cpp).
+bool watched(int fd) noexcept {
+  Slot* s = mode_slot(fd, false);
+  return s && s->watchers.load() != 0;
+}
+
+void for_each_blocking_view(void (*fn)(int fd)) noexcept {
+  for (int c = 0; c < kChunks; ++c) {
+    Slot* chunk = g_modes[c].load(std::memory_order_acquire);
+    if (!chunk) continue;
+    for (int i = 0; i < kChunkSize; ++i) {
+      const Slot& s = chunk[i];
+      if (s.mode.load(std::memory_order_relaxed) != kBlocking) continue;
+      const int fd = (c << kChunkBits) | i;
+      const std::uint64_t ino = s.ino.load(std::memory_order_relaxed);
+      if (ino != 0 && inode_of(fd) == ino) fn(fd);
+    }
+  }
+}
+
 // A green thread is about to block on an fd nobody classified. Sockets are
 // taken over (made non-blocking underneath, unless the user already made
 // them so). Pipes and FIFOs met this way are left alone, and so are 0-2:
@@ -300,42 +315,17 @@ int poll_timeout_ms(std::int64_t deadline) noexcept {
   return ms > INT32_MAX ? INT32_MAX : static_cast<int>(ms);
 }
 
-short poll_to_epoll(short events) noexcept {
-  short e = 0;
-  if (events & (POLLIN | POLLRDNORM | POLLRDBAND)) e |= EPOLLIN;
-  if (events & POLLPRI) e |= EPOLLPRI;
-  if (events & (POLLOUT | POLLWRNORM | POLLWRBAND)) e |= EPOLLOUT;
-  if (events & POLLRDHUP) e |= EPOLLRDHUP;
-  return e;
-}
-
 int close_forget(int fd, void*) {
   set_mode(fd, kUnknown);
   return real().close(fd);
 }
 
-// What a green thread waits on when it needs several fds at once (poll) or
-// an fd another green thread already waits on in the same direction: a
-// private epoll instance watching them level-triggered, which is itself
-// readable once any of them is ready; the green thread waits on that with
-// io's wait_fd. 0 when ready, else the errno to report (EAGAIN: deadline).
-int wait_any(const Ops* o, const pollfd* fds, nfds_t n, std::int64_t deadline) noexcept {
-  const int ep = epoll_create1(EPOLL_CLOEXEC);
-  if (ep < 0) return errno;
-  for (nfds_t i = 0; i < n; ++i) {
-    if (fds[i].fd < 0) continue;
-    epoll_event ev{};
-    // Errors and hang-ups are reported whatever was asked, as poll does.
-    ev.events = static_cast<std::uint32_t>(poll_to_epoll(fds[i].events));
-    ev.data.u64 = i;
-    // EEXIST (the same fd twice) keeps the first entry's interest; EPERM (a
-    // regular file) cannot happen here: poll(0) found such fds ready.
-    epoll_ctl(ep, EPOLL_CTL_ADD, fds[i].fd, &ev);
-  }
-  int error = 0;
-  const int r = o->wait_fd(ep, true, deadline, &error);
-  o->close_fd_with(ep, &close_forget, nullptr);
-  switch (r) {
+std::int64_t ms_deadline(int timeout_ms) noexcept {
+  return timeout_ms < 0 ? kNoDeadline : after_ns(now_ns(), std::int64_t{timeout_ms} * 1'000'000);
+}
+
+int wait_errno(const Ops* o, int result, int error) noexcept {
+  switch (result) {
     case green::monkey_detail::kReady:
       return 0;
     case green::monkey_detail::kTimedOut:
@@ -345,13 +335,10 @@ int wait_any(const Ops* o, const pollfd* fds, nfds_t n, std::int64_t deadline) n
     case green::monkey_detail::kFailed:
       return error;
     default:
-      return EBADF;
+      return EBADF;  // kClosed
   }
 }
 
-// Waits until fd may be ready for `reading` or the deadline passes: 0 to
-// retry the call, else the errno to fail with (EAGAIN for the deadline, as
-// POSIX reports SO_RCVTIMEO). A plain thread blocks in poll(2).
 int wait_ready(const Ops* o, bool green, int fd, bool reading, std::int64_t deadline) noexcept {
   if (!green) {
     pollfd p{fd, static_cast<short>(reading ? POLLIN : POLLOUT), 0};
@@ -367,22 +354,14 @@ int wait_ready(const Ops* o, bool green, int fd, bool reading, std::int64_t dead
     }
   }
   int error = 0;
-  switch (o->wait_fd(fd, reading, deadline, &error)) {
-    case green::monkey_detail::kReady:
-      return 0;
-    case green::monkey_detail::kTimedOut:
-      return EAGAIN;
-    case green::monkey_detail::kInterrupted:
-      return o->interrupt_errno();
-    case green::monkey_detail::kClosed:
-      return EBADF;
-    case green::monkey_detail::kBusy: {
-      pollfd p{fd, static_cast<short>(reading ? POLLIN : POLLOUT), 0};
-      return wait_any(o, &p, 1, deadline);
-    }
-    default:
-      return error;
+  const int r = o->wait_fd(fd, reading, deadline, &error);
+  if (r == green::monkey_detail::kBusy) {
+    // io's table holds one waiter per direction: the second waits on a
+    // private epoll instance, where close() still finds it.
+    pollfd p{fd, static_cast<short>(reading ? POLLIN : POLLOUT), 0};
+    return wait_any(o, &p, 1, deadline);
   }
+  return wait_errno(o, r, error);
 }
 
 // The blocking emulation: try the call (non-blocking underneath); on EAGAIN
@@ -414,22 +393,44 @@ auto read_like(int fd, Call&& call) noexcept -> decltype(call()) {
   return blocking_call(o, green, fd, true, call);
 }
 
-// A write-like call on a blocking fd writes everything, as a blocking
-// stream socket or pipe does: after a short write it waits and writes the
-// rest; an error or interrupt after some bytes went out reports the count
-// written. `call(done)` writes from byte `done` on.
+// A call on a blocking fd that moves all `total` bytes: after a short
+// transfer it waits and moves the rest; an error, an interrupt or EOF after
+// some bytes moved reports the count moved. `call(done)` continues from
+// byte `done`. Not emulated: one call(0), which is libc's.
 template <class Call>
-ssize_t write_like(int fd, size_t total, Call&& call) noexcept {
+ssize_t all_bytes(int fd, bool reading, size_t total, Call&& call) noexcept {
   const Ops* o = ops();
   bool green = false;
   if (!o || !emulated(o, fd, green)) return call(size_t{0});
   size_t done = 0;
   for (;;) {
-    const ssize_t r = blocking_call(o, green, fd, false, [&] { return call(done); });
+    const ssize_t r = blocking_call(o, green, fd, reading, [&] { return call(done); });
     if (r < 0) return done > 0 ? static_cast<ssize_t>(done) : -1;
     done += static_cast<size_t>(r);
     if (done >= total || r == 0) return static_cast<ssize_t>(done);
   }
+}
+
+// A write-like call on a blocking fd writes everything, as a blocking
+// stream socket or pipe does.
+template <class Call>
+ssize_t write_like(int fd, size_t total, Call&& call) noexcept {
+  return all_bytes(fd, false, total, call);
+}
+
+// recv and recvfrom with MSG_WAITALL on a stream socket: the emulation
+// waits for the whole length, as the kernel would on a blocking socket (a
+// non-blocking one returns what is there). Other socket types, and
+// MSG_PEEK, get one call: the kernel's own MSG_WAITALL rules are per
+// datagram and per peek.
+bool wants_all(int fd, int flags) noexcept {
+  if (!(flags & MSG_WAITALL) || (flags & MSG_PEEK)) return false;
+  const int saved = errno;
+  int type = 0;
+  socklen_t len = sizeof type;
+  const bool stream = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
+  errno = saved;
+  return stream;
 }
 
 // iovecs past the first `skip` bytes of `iov` (a copy; after a short writev).
@@ -552,11 +553,16 @@ int dup_onto(int oldfd, int newfd, int flags, bool three) noexcept {
   // waiters learn it as they would from close().
   const int r = (o && oldfd != newfd) ? o->close_fd_with(newfd, &dup_over, &a)
                                       : (three ? real().dup3(oldfd, newfd, flags) : real().dup2(oldfd, newfd));
-  if (r >= 0 && o) copy_mode(oldfd, r);
+  if (r >= 0 && o) {
+    copy_mode(oldfd, r);
+    if (oldfd != newfd && watched(newfd)) wake_watchers(o, newfd);
+  }
   return r;
 }
 
-}  // namespace
+}  // namespace green::monkey_hooks
+
+using namespace green::monkey_hooks;
 
 // ---- registration ---------------------------------------------------------------------
 
@@ -584,11 +590,21 @@ GREEN_HOOK ssize_t readv(int fd, const iovec* iov, int n) {
 
 GREEN_HOOK ssize_t recv(int fd, void* buf, size_t n, int flags) {
   if (flags & MSG_DONTWAIT) return real().recv(fd, buf, n, flags);
+  if (wants_all(fd, flags) && ops()) {
+    return all_bytes(fd, true, n, [&](size_t done) {
+      return real().recv(fd, static_cast<char*>(buf) + done, n - done, flags);
+    });
+  }
   return read_like(fd, [&] { return real().recv(fd, buf, n, flags); });
 }
 
 GREEN_HOOK ssize_t recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* from, socklen_t* len) {
   if (flags & MSG_DONTWAIT) return real().recvfrom(fd, buf, n, flags, from, len);
+  if (wants_all(fd, flags) && ops()) {
+    return all_bytes(fd, true, n, [&](size_t done) {
+      return real().recvfrom(fd, static_cast<char*>(buf) + done, n - done, flags, from, len);
+    });
+  }
   return read_like(fd, [&] { return real().recvfrom(fd, buf, n, flags, from, len); });
 }
 
@@ -701,30 +717,6 @@ GREEN_HOOK int connect(int fd, const sockaddr* addr, socklen_t len) {
   }
 }
 
-GREEN_HOOK int poll(pollfd* fds, nfds_t n, int timeout) {
-  const Ops* o = nullptr;
-  if (timeout == 0 || !green_here(o)) return real().poll(fds, n, timeout);
-  const std::int64_t deadline = timeout < 0 ? kNoDeadline : after_ns(now_ns(), std::int64_t{timeout} * 1'000'000);
-  if (n == 0) {  // poll as a sleep
-    std::int64_t left;
-    if (green_sleep(o, deadline, &left) != 0) {
-      errno = EINTR;
-      return -1;
-    }
-    return 0;
-  }
-  for (;;) {
-    const int r = real().poll(fds, n, 0);
-    if (r != 0) return r;
-    const int e = wait_any(o, fds, n, deadline);
-    if (e == EAGAIN) return 0;  // the timeout: nothing ready
-    if (e != 0) {
-      errno = e;
-      return -1;
-    }
-  }
-}
-
 GREEN_HOOK int nanosleep(const timespec* req, timespec* rem) {
   const Ops* o = nullptr;
   if (!green_here(o) || !valid(req)) return real().nanosleep(req, rem);
@@ -784,7 +776,11 @@ GREEN_HOOK int close(int fd) {
   if (!o) return close_forget(fd, nullptr);
   // Under green's fd lock: waiters on fd are woken with EBADF, the fd's
   // generation moves on, then the mode is forgotten and libc closes it.
-  return o->close_fd_with(fd, &close_forget, nullptr);
+  // Then green threads that watch fd among others (poll, select, a second
+  // reader) are woken: they poll again and find it closed.
+  const int r = o->close_fd_with(fd, &close_forget, nullptr);
+  if (watched(fd)) wake_watchers(o, fd);
+  return r;
 }
 
 GREEN_HOOK int fcntl(int fd, int cmd, ...) {

@@ -40,6 +40,17 @@ struct Ops {
   // io_detail::close_fd_with: waiters on fd are woken with EBADF and the
   // generation moves on, then op(fd, ctx) closes (or dup2s over) it.
   int (*close_fd_with)(int fd, int (*op)(int, void*), void* ctx) noexcept;
+  // io_detail::notify_readable: fd's reader is woken as by readiness (or
+  // the edge is kept for its next wait). close() wakes a green thread
+  // waiting on a private epoll instance that watched the closed fd.
+  void (*notify_readable)(int fd) noexcept;
+  // Runs job(ctx) on green's blocking pool and parks the green thread
+  // until it has run: 0, and ctx is the caller's again. Or the errno of an
+  // interrupt (interrupt_errno()) that came first, or ENOMEM: the caller
+  // must not touch ctx any more; abandon(ctx) runs once the job is over
+  // (the job itself still runs to its end). `what` names the wait in
+  // Runtime::dump().
+  int (*run_blocking)(void (*job)(void*), void (*abandon)(void*), void* ctx, const char* what) noexcept;
 };
 
 }  // namespace green::monkey_detail

@@ -21,13 +21,47 @@
 // other green threads meanwhile. The hooked calls:
 //
 //   read readv recv recvfrom recvmsg accept accept4    wait until readable
+//   recv recvfrom with MSG_WAITALL on a stream socket  wait until the whole
+//       length came (several reads, waiting between them), or EOF, an error
+//       or an interrupt: then the count so far if any came, else -1/errno.
+//       With MSG_PEEK, or on a datagram socket, one read as without it;
+//       recvmsg's MSG_WAITALL is one read (it returns what one read gives)
 //   write writev send sendto sendmsg                   wait until writable;
 //       a blocking write writes everything (after a short write it waits and
 //       writes the rest), as a blocking socket or pipe does; an error or an
 //       interrupt after some bytes went out returns the count written
 //   connect      EINPROGRESS -> wait until writable -> SO_ERROR (0 or -1/errno)
-//   poll         nothing ready now -> the green thread waits for any of the
-//                fds (a private epoll instance the hub watches) or the timeout
+//   poll ppoll   nothing ready now -> the green thread waits for any of the
+//                fds (a private epoll instance the hub watches) or the timeout;
+//                then the answer of poll(2) with a zero timeout. ppoll's
+//                timeout is a timespec, left unchanged (as glibc leaves it).
+//   select pselect   the same wait, for the fds of the sets (read: POLLIN,
+//                write: POLLOUT, except: POLLPRI); the sets come back holding
+//                the ready fds, the return value counts them, 0 and empty
+//                sets at the timeout. select leaves the time not slept in
+//                *timeout, as Linux's does; pselect leaves it unchanged.
+//                Errors: EBADF (an fd of a set is not open; the sets are left
+//                as they were), EINVAL (nfds < 0, nfds > FD_SETSIZE -- the
+//                kernel would read past glibc's fd_set, and a hand-made
+//                larger set is refused on a green thread --, a negative
+//                timeout). select(0, 0, 0, 0, &tv) is a green sleep.
+//   epoll_wait epoll_pwait epoll_pwait2   on the user's own epoll fd: the
+//                green thread waits until that fd is readable (events are
+//                pending; green's hub watches it), then takes them with a
+//                zero timeout. Bad arguments fail as libc's (EINVAL for
+//                maxevents <= 0 or an fd that is not an epoll instance,
+//                EBADF). Several green threads may wait on one epoll fd.
+//   A signal mask (ppoll, pselect, epoll_pwait, epoll_pwait2): the kernel
+//                installs it for the wait atomically, which a parked green
+//                thread cannot (the mask belongs to the worker, shared by all
+//                the green threads it runs). A null mask, or one equal to the
+//                calling thread's own, changes nothing, and the green thread
+//                waits as above. Any other mask is libc's call: it holds the
+//                worker for the whole wait, and the signals it unblocks
+//                interrupt it as they would on a plain thread. To wait for
+//                signals on a green thread, use a signalfd (or green's signal
+//                handling) among the fds instead.
+//   Timeouts of 0 are libc's call (they cannot block).
 //   sleep usleep nanosleep clock_nanosleep (CLOCK_MONOTONIC, CLOCK_REALTIME)
 //                green::sleep: std::this_thread::sleep_for suspends only the
 //                green thread; on EINTR the remaining time as POSIX gives it
@@ -38,9 +72,38 @@
 //                stays non-blocking)
 //   dup dup2 dup3 fcntl(F_DUPFD)  the copy shares the view (it shares the
 //                open file description)
-//   close        a green thread waiting on the fd wakes with EBADF (and so
-//                does one waiting on dup2's target); a reused fd number is
-//                never confused with the closed one (io's generation)
+//   close        every green thread waiting on the fd wakes (and so does
+//                one waiting on dup2's target): a read, write, accept or
+//                connect fails with EBADF; poll and ppoll return with
+//                revents POLLNVAL for it (poll(2)'s answer for an fd not
+//                open: Linux's own poll would sleep on); select and pselect
+//                fail with EBADF; epoll_wait whose epoll fd was closed fails
+//                with EBADF (an fd closed inside a user's epoll set leaves
+//                the set silently, as in Linux). A reused fd number is never
+//                confused with the closed one (io's generation). A plain
+//                thread blocked in a hooked call is not woken (it is in
+//                poll(2), which a close does not end).
+//   getaddrinfo getnameinfo gethostbyname gethostbyname_r   on a green
+//                thread, the whole lookup runs on green's blocking pool (the
+//                threads of green::blocking()) and the green thread waits
+//                parked; its worker runs others meanwhile. Results are what
+//                libc gives. gethostbyname's result lives, as libc's static
+//                one, until the next gethostbyname call -- on the calling OS
+//                thread (the worker): it is copied there from the pool
+//                thread's own buffer, so a lookup on another thread never
+//                overwrites it; read it before your green thread's next
+//                blocking call if other green threads on its worker may
+//                look names up. gethostbyname_r fills the caller's buffer
+//                (ERANGE if too small). A lookup cannot be interrupted: a
+//                kill or Timeout ends the wait at once -- getaddrinfo and
+//                getnameinfo return EAI_SYSTEM with errno EINTR (then
+//                ETIMEDOUT/ECANCELED, see below), gethostbyname returns
+//                null with h_errno NETDB_INTERNAL and errno EINTR,
+//                gethostbyname_r returns EINTR -- and the lookup runs on in
+//                the pool, which frees its results when it ends. On a plain
+//                thread all four are libc's calls.
+//   exec (execve execv execvp execvpe execl execlp execle fexecve)
+//                see FORK AND EXEC below
 //
 // Errors are the ones POSIX gives: SO_RCVTIMEO / SO_SNDTIMEO are honoured as
 // timeouts (the call fails with EAGAIN, connect with EINPROGRESS);
@@ -66,9 +129,12 @@
 // KILL AND TIMEOUT. No exception ever passes through a C library's frames.
 // A kill, or a green::Timeout that expires, while a hooked call waits makes
 // that call fail with -1 and errno EINTR (clock_nanosleep returns EINTR; a
-// sleep returns the time left); nothing is thrown there. The interrupt
-// stays pending, and green's next blocking call on that green thread
-// (green::sleep, yield(), a Queue, a green Socket, join, ...) throws it:
+// sleep returns the time left; a write, or a MSG_WAITALL recv, that already
+// moved some bytes returns their count; the name lookups report it as said
+// above); nothing is thrown there. The same holds for poll, ppoll, select,
+// pselect and epoll_wait (-1/EINTR). The interrupt stays pending, and
+// green's next blocking call on that green thread (green::sleep, yield(), a
+// Queue, a green Socket, join, ...) throws it:
 // GreenletExit (or the kill's exception), or TimeoutError. A Timeout whose
 // scope ends before any such call throws nothing (t.expired() is true).
 // A library that retries after EINTR (libpq does) is told again with a
@@ -116,11 +182,41 @@
 //   - io_uring, raw syscall(2), and the vDSO (clock_gettime): they never
 //     reach libc's symbols.
 //   - disk I/O, open(), stat(): regular files are never "not ready".
-//   - in this first cut: select, pselect, ppoll, epoll_wait, pread, pwrite,
-//     getaddrinfo and gethostbyname (run name lookups in green::blocking()),
-//     recv's MSG_WAITALL (one read is returned), and fork(): fds made
-//     non-blocking underneath stay so in a child, whose programs see
-//     O_NONBLOCK on such inherited pipes and sockets.
+//   - pread pwrite preadv pwritev: libc's calls, on purpose. The kernel
+//     takes them only on seekable fds (files, block devices), which are
+//     never "not ready"; on a pipe or socket, hooked or not, they fail with
+//     ESPIPE, as libc's do (never EAGAIN).
+//   - gethostbyname2, gethostbyaddr, getservbyname and the other netdb
+//     calls: libc's (run them in green::blocking()).
+//   - posix_spawn, system(), popen(): glibc execs inside itself, out of the
+//     hooks' reach (see FORK AND EXEC).
+//
+// FORK AND EXEC. fork() is libc's: the child shares the parent's open file
+// descriptions, O_NONBLOCK included, and the hooks' records. A program
+// exec'd with a hooked fd (a hooked pipe dup2'ed onto its stdin) must not
+// see the O_NONBLOCK the hooks set underneath: it would get EAGAIN from its
+// first read. So the exec hooks, before calling libc's, make blocking every
+// fd that the new program inherits (no FD_CLOEXEC) and whose user view is
+// blocking, in the process that execs (the child):
+//   - a pipe or FIFO is reopened through /proc/self/fd/N: the child gets a
+//     new open file description of the same pipe, blocking, in place of the
+//     shared one, and the parent's description stays non-blocking. The
+//     parent sees no change.
+//   - a socket (or a pipe when /proc is not mounted) cannot be reopened: its
+//     shared description loses O_NONBLOCK. A parent still holding that
+//     socket then has it blocking underneath, unknown to its hooks: a green
+//     thread's blocking call on it there holds its worker until it
+//     completes. Close the parent's copy of a socket handed to a child (the
+//     usual pattern), or create it with SOCK_CLOEXEC if the child should
+//     not get it.
+// If the exec fails, those fds are made non-blocking again (the reopened
+// pipes' new descriptions included): the process goes on as before. The
+// fds a user made non-blocking stay so, as the user asked. Limits:
+// posix_spawn and posix_spawnp (and system(), popen(), which use them) run
+// the exec inside glibc, where no hook sees it: a child started that way
+// inherits the O_NONBLOCK of hooked pipes and sockets; use fork() and an
+// exec call for children that read or write hooked fds. A vfork()ed child may
+// call the exec hooks (they write no memory the parent shares).
 //
 // FULLY STATIC PROGRAMS. Interposition is the dynamic linker's work: a
 // program linked with -static has none, binds every call to libc.a's

@@ -31,6 +31,11 @@ FdWaitResult wait_fd_status(int fd, bool reading, detail::Deadline deadline, con
 // left it. monkey's close() and dup2() use it with libc's own calls.
 int close_fd_with(int fd, int (*op)(int fd, void* ctx), void* ctx) noexcept;
 
+// Wakes fd's reader as readiness would, or keeps the edge for its next wait
+// if none waits. monkey's close() uses it to end the wait of a green thread
+// on a private epoll instance that watched the fd just closed.
+void notify_readable(int fd) noexcept;
+
 // The close(2) green's own close_fd() calls: ::close unless set. With
 // green::monkey linked, ::close is the hook, which itself goes through
 // close_fd_with() and so would take the fd's lock a second time; the hook
