@@ -105,6 +105,12 @@ FdState& fd_state(int fd) {
   return chunk[fd & (kChunkSize - 1)];
 }
 
+FdState* find_fd_state(int fd) noexcept {
+  if (fd < 0 || fd >= kChunks * kChunkSize) return nullptr;
+  FdState* chunk = chunks[fd >> kChunkBits].load(std::memory_order_acquire);
+  return chunk ? &chunk[fd & (kChunkSize - 1)] : nullptr;
+}
+
 namespace {
 
 // The wait itself. Reports how it ended rather than throwing, so that both
@@ -125,6 +131,7 @@ FdWaitResult wait_fd_core(int fd, Direction dir, detail::Deadline deadline, cons
       if (hub) {
         detail::hub_add(hub, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, token_of(fd, st.generation));
         st.registered = true;
+        st.ever_registered.store(true, std::memory_order_release);
       } else {
         plain_thread = true;  // nobody watches it: poll(2) below
       }
@@ -239,13 +246,10 @@ namespace io_detail {
 void set_raw_close(int (*close_call)(int)) noexcept { raw_close = close_call; }
 
 int close_fd_with(int fd, int (*op)(int fd, void* ctx), void* ctx) noexcept {
-  if (fd < 0) return op(fd, ctx);
-  io_detail::FdState* st = nullptr;
-  try {
-    st = &io_detail::fd_state(fd);
-  } catch (...) {
-  }
-  if (!st) return op(fd, ctx);
+  // acquire: pairs with the registration's store, so a close that comes
+  // after a wait on fd began sees it and wakes that wait.
+  io_detail::FdState* st = io_detail::find_fd_state(fd);
+  if (!st || !st->ever_registered.load(std::memory_order_acquire)) return op(fd, ctx);
   // close(2) runs under the fd's lock. The moment it returns, another thread
   // may get the same number from accept() or socket(), and its first wait
   // must find a clean state, not this close still in progress (it used to
@@ -269,12 +273,9 @@ int close_fd_with(int fd, int (*op)(int fd, void* ctx), void* ctx) noexcept {
 }
 
 void notify_readable(int fd) noexcept {
-  io_detail::FdState* st = nullptr;
-  try {
-    st = &io_detail::fd_state(fd);
-  } catch (...) {
-    return;  // past the table: nobody can wait on it
-  }
+  // Nobody can wait on an fd that was never registered.
+  io_detail::FdState* st = io_detail::find_fd_state(fd);
+  if (!st || !st->ever_registered.load(std::memory_order_acquire)) return;
   std::lock_guard g(st->lock);
   io_detail::wake_or_remember(st->reader, st->readable);
 }

@@ -13,6 +13,7 @@
 // under it, per park.hpp's rule.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include "green/detail/park.hpp"
@@ -26,6 +27,14 @@ struct FdState {
   detail::SpinLock lock;
   std::uint32_t generation = 1;  // never 0, so that no token is 0
   bool registered = false;       // with some hub, in this generation
+  // Set (under `lock`) the first time the number is registered, and never
+  // cleared: until then no waiter, readiness or generation of it matters,
+  // and close_fd_with() touches nothing but this flag. That keeps closes of
+  // fds green never saw (most of a program's) off the lock, and keeps the
+  // hooked close() that a sanitizer's own runtime makes while it writes a
+  // report (its symbolizer closes files) out of instrumented code, which
+  // would report again inside the report and deadlock.
+  std::atomic<bool> ever_registered{false};
   bool readable = false;         // an edge nobody consumed yet
   bool writable = false;
   // The peer hung up or the socket failed (RDHUP/HUP/ERR seen): a read
@@ -39,6 +48,9 @@ struct FdState {
 
 // The state of fd (fd >= 0; throws Error past the table's size).
 FdState& fd_state(int fd);
+// The state of fd if its part of the table exists, else null; allocates
+// nothing and never throws.
+FdState* find_fd_state(int fd) noexcept;
 
 // Waits for `dir` readiness of fd until `deadline`; false when it passed.
 // `op` names the operation for errors ("recv", "accept").

@@ -171,7 +171,17 @@
 // green thread's (run_wait_under_c_frames in green/detail/park.hpp).
 // The hooks' own calls to libc go through their RTLD_NEXT pointers and are
 // not seen a second time. The tests run in all three builds (release, TSan,
-// ASan+UBSan).
+// ASan+UBSan), and tests/monkey/test_sanitizers.cpp shows each sanitizer
+// still checking a hooked call that waited: ASan reports a read that
+// overflows its buffer, TSan a race on a buffer that only its read
+// interceptor saw written.
+//
+// The sanitizers' runtimes call close() themselves (TSan's symbolizer, while
+// it writes a report) and reach the hook too. For an fd green never
+// registered with a hub (every file those runtimes open, unless its number
+// was a green socket's before) the hook does nothing but the libc call: a
+// close that ran green's instrumented code inside TSan's report would be
+// reported again there and deadlock.
 //
 // NOT HOOKED (they still block the worker, or bypass green):
 //   - pthread mutexes and condition variables: a library that waits on its
