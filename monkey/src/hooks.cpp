@@ -161,25 +161,32 @@ constexpr int kChunkSize = 1 << kChunkBits;
 constexpr int kChunks = 1 << 10;  // fds below 4,194,304, as io's fd table
 std::atomic<Slot*> g_modes[kChunks];
 
-Slot* mode_slot(int fd, bool create) noexcept {
+// A new chunk of records, zeroed (kUnknown), installed unless another
+// thread's won. Out of line: the lookups below are on every hooked call.
+[[gnu::noinline]] Slot* new_chunk(std::atomic<Slot*>& c) noexcept {
+  // mmap, not new: async-signal-safe, and zero pages are kUnknown.
+  void* p = mmap(nullptr, kChunkSize * sizeof(Slot), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  auto* fresh = static_cast<Slot*>(p);
+  Slot* chunk = nullptr;
+  if (c.compare_exchange_strong(chunk, fresh, std::memory_order_acq_rel)) return fresh;
+  munmap(p, kChunkSize * sizeof(Slot));  // another thread's chunk won
+  return chunk;
+}
+
+// Always inlined, as mode_of() and emulated(): together they are what a
+// hooked call costs code that green does not concern (a plain thread, a
+// file), and each call between them cost a few nanoseconds of that
+// (bench/monkey/hook_overhead.cpp).
+[[gnu::always_inline]] inline Slot* mode_slot(int fd, bool create) noexcept {
   if (fd < 0 || fd >= kChunks * kChunkSize) return nullptr;
   std::atomic<Slot*>& c = g_modes[fd >> kChunkBits];
   Slot* chunk = c.load(std::memory_order_acquire);
-  if (!chunk && create) {
-    // mmap, not new: async-signal-safe, and zero pages are kUnknown.
-    void* p = mmap(nullptr, kChunkSize * sizeof(Slot), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return nullptr;
-    auto* fresh = static_cast<Slot*>(p);
-    if (c.compare_exchange_strong(chunk, fresh, std::memory_order_acq_rel)) {
-      chunk = fresh;
-    } else {
-      munmap(p, kChunkSize * sizeof(Slot));  // another thread's chunk won
-    }
-  }
+  if (!chunk && create) chunk = new_chunk(c);
   return chunk ? &chunk[fd & (kChunkSize - 1)] : nullptr;
 }
 
-Mode mode_of(int fd) noexcept {
+[[gnu::always_inline]] inline Mode mode_of(int fd) noexcept {
   Slot* s = mode_slot(fd, false);
   return s ? static_cast<Mode>(s->mode.load(std::memory_order_relaxed)) : kUnknown;
 }
@@ -274,7 +281,7 @@ Mode classify(int fd) noexcept {
 
 // Whether a call on fd needs the blocking emulation, classifying it on a
 // green thread's first blocking use. `green` says where the caller runs.
-bool emulated(const Ops* o, int fd, bool& green) noexcept {
+[[gnu::always_inline]] inline bool emulated(const Ops* o, int fd, bool& green) noexcept {
   Mode m = mode_of(fd);
   if (m == kPass || m == kNonblocking) return false;
   green = o->in_green_thread();
