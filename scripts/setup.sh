@@ -7,7 +7,13 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ libboost-context1.81-dev libboost1.81-dev libtbb-dev
-          libgtest-dev libbenchmark-dev libcli11-dev)
+          libgtest-dev libbenchmark-dev libcli11-dev pkgconf)
+# The unmodified blocking libraries that green::monkey's tests and
+# examples/monkey_downloader drive, and the real servers the tests start:
+# PostgreSQL 15 (postgres, initdb; the package also creates the `postgres`
+# user the server runs as when the tests run as root), Redis 7; setpriv
+# (util-linux) starts them.
+packages+=(postgresql libpq-dev redis-server libhiredis-dev libcurl4-openssl-dev util-linux)
 if [[ "${1:-}" == "bench" ]]; then
   packages+=(gnuplot-nox golang-go libboost-fiber1.81-dev)
   # Tokio 1.24 peers (bench/peers/tokio/build.sh), built offline with Debian's
