@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <string>
 #include <thread>
 
 namespace green::testing {
@@ -51,6 +52,15 @@ inline void expect_about(std::chrono::steady_clock::duration took, std::chrono::
   using namespace std::chrono_literals;
   EXPECT_GE(took, t - 5ms);
   EXPECT_LT(took, t + 500ms);
+}
+
+// How long a timed stretch took, in whole milliseconds, for a failure's
+// message; also recorded as the test's "took_ms" property (gtest's XML
+// output), so that each build's margins can be read off a run.
+inline long long record_took(std::chrono::steady_clock::duration took) {
+  const long long ms = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
+  ::testing::Test::RecordProperty("took_ms", std::to_string(ms));
+  return ms;
 }
 
 }  // namespace green::testing
