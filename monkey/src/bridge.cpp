@@ -81,8 +81,26 @@ int sleep_until(std::int64_t deadline_ns) noexcept {
   return r == detail::WakeReason::interrupted ? interrupt_errno() : 0;
 }
 
+// Closing takes the fd's lock in io's table, and a hook may close from
+// inside TSan's blocking interceptor too (poll's private epoll instance,
+// closed once the wait is over): there TSan ignores atomics, so it would not
+// see the lock's release, and the next green thread to use that fd number
+// (libcurl's 20 transfers reuse them at once) was reported as racing with
+// the close. So the close runs under the same wrapper as the waits.
+int close_fd_with(int fd, int (*op)(int, void*), void* ctx) noexcept {
+  int r = 0;
+  int error = 0;
+  auto close = [&] {
+    r = io_detail::close_fd_with(fd, op, ctx);
+    error = errno;
+  };
+  under_c_frames(close);
+  errno = error;
+  return r;
+}
+
 const Ops ops_table{
-    &in_green, &wait_fd, &sleep_until, &interrupt_errno, &io_detail::close_fd_with,
+    &in_green, &wait_fd, &sleep_until, &interrupt_errno, &close_fd_with,
 };
 
 // Registers the table before main() runs. The hook library is a
