@@ -78,7 +78,9 @@ bool raise_fd_limit(rlim_t want) {
 TEST(Monkey, HooksAreLive) { EXPECT_TRUE(green::monkey::active()); }
 
 // 1,000 green threads on 2 workers each call ::sleep(1): together they take
-// about one second, not 1,000 (or 500 on each worker).
+// about one second, not 1,000 (or 500 on each worker). Under a sanitizer,
+// spawning and parking 1,000 green threads costs a second or two more
+// (ThreadSanitizer: about 2.9 s in all on 2 cores), still far from serial.
 TEST(Monkey, ThousandSleepsTakeAboutOneSecond) {
   constexpr int n = 1000;
   green::Runtime rt(workers(2));
@@ -97,7 +99,7 @@ TEST(Monkey, ThousandSleepsTakeAboutOneSecond) {
   const long long took_ms = green::testing::record_took(took);
   EXPECT_EQ(done.load(), n);
   EXPECT_GE(took, 1s);
-  EXPECT_LT(took, per_build(3s, 3s, 4s)) << "took " << took_ms << " ms";
+  EXPECT_LT(took, per_build(3s, 5s, 8s)) << "took " << took_ms << " ms";
 }
 
 // ::sleep(1), ::usleep and std::this_thread::sleep_for (nanosleep
