@@ -63,4 +63,13 @@ inline long long record_took(std::chrono::steady_clock::duration took) {
   return ms;
 }
 
+// A timed stretch took at least `low` and less than `high` (recorded as
+// above; the message gives the time).
+inline void expect_took(std::chrono::steady_clock::duration took, std::chrono::steady_clock::duration low,
+                        std::chrono::steady_clock::duration high) {
+  const long long ms = record_took(took);
+  EXPECT_GE(took, low) << "took " << ms << " ms";
+  EXPECT_LT(took, high) << "took " << ms << " ms";
+}
+
 }  // namespace green::testing
