@@ -7,10 +7,15 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ libboost-context1.81-dev libboost1.81-dev libtbb-dev
-          libgtest-dev libbenchmark-dev libcli11-dev
-          libpq-dev)  # green::monkey's PQexec benchmark (bench/monkey/pq_bench.cpp)
+          libgtest-dev libbenchmark-dev libcli11-dev pkgconf)
+# The unmodified blocking libraries that green::monkey's tests and
+# examples/monkey_downloader drive, and the real servers the tests start:
+# PostgreSQL 15 (postgres, initdb; the package also creates the `postgres`
+# user the server runs as when the tests run as root), Redis 7; setpriv
+# (util-linux) starts them. libpq also serves bench/monkey/pq_bench.cpp.
+packages+=(postgresql libpq-dev redis-server libhiredis-dev libcurl4-openssl-dev util-linux)
 if [[ "${1:-}" == "bench" ]]; then
-  packages+=(gnuplot-nox golang-go libboost-fiber1.81-dev postgresql)
+  packages+=(gnuplot-nox golang-go libboost-fiber1.81-dev)
   # Tokio 1.24 peers (bench/peers/tokio/build.sh), built offline with Debian's
   # cargo against these crate sources: every crate of their Cargo.lock.
   packages+=(cargo librust-tokio-dev librust-tokio-macros-dev librust-mio-dev librust-socket2-dev

@@ -144,8 +144,26 @@ int run_blocking(void (*job)(void*), void (*abandon)(void*), void* ctx, const ch
   return e != 0 ? e : EINTR;  // never 0 here: ctx is the job's now
 }
 
+// Closing takes the fd's lock in io's table, and a hook may close from
+// inside TSan's blocking interceptor too (poll's private epoll instance,
+// closed once the wait is over): there TSan ignores atomics, so it would not
+// see the lock's release, and the next green thread to use that fd number
+// (libcurl's 20 transfers reuse them at once) was reported as racing with
+// the close. So the close runs under the same wrapper as the waits.
+int close_fd_with(int fd, int (*op)(int, void*), void* ctx) noexcept {
+  int r = 0;
+  int error = 0;
+  auto close = [&] {
+    r = io_detail::close_fd_with(fd, op, ctx);
+    error = errno;
+  };
+  under_c_frames(close);
+  errno = error;
+  return r;
+}
+
 const Ops ops_table{
-    &in_green,        &wait_fd, &sleep_until, &interrupt_errno, &io_detail::close_fd_with, &io_detail::notify_readable,
+    &in_green,        &wait_fd, &sleep_until, &interrupt_errno, &close_fd_with, &io_detail::notify_readable,
     &run_blocking,
 };
 

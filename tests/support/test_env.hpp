@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <string>
 #include <thread>
 
 namespace green::testing {
@@ -51,6 +52,24 @@ inline void expect_about(std::chrono::steady_clock::duration took, std::chrono::
   using namespace std::chrono_literals;
   EXPECT_GE(took, t - 5ms);
   EXPECT_LT(took, t + 500ms);
+}
+
+// How long a timed stretch took, in whole milliseconds, for a failure's
+// message; also recorded as the test's "took_ms" property (gtest's XML
+// output), so that each build's margins can be read off a run.
+inline long long record_took(std::chrono::steady_clock::duration took) {
+  const long long ms = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
+  ::testing::Test::RecordProperty("took_ms", std::to_string(ms));
+  return ms;
+}
+
+// A timed stretch took at least `low` and less than `high` (recorded as
+// above; the message gives the time).
+inline void expect_took(std::chrono::steady_clock::duration took, std::chrono::steady_clock::duration low,
+                        std::chrono::steady_clock::duration high) {
+  const long long ms = record_took(took);
+  EXPECT_GE(took, low) << "took " << ms << " ms";
+  EXPECT_LT(took, high) << "took " << ms << " ms";
 }
 
 }  // namespace green::testing
