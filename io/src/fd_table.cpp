@@ -245,6 +245,11 @@ namespace io_detail {
 
 void set_raw_close(int (*close_call)(int)) noexcept { raw_close = close_call; }
 
+bool fd_ever_registered(int fd) noexcept {
+  const io_detail::FdState* st = io_detail::find_fd_state(fd);
+  return st && st->ever_registered.load(std::memory_order_acquire);
+}
+
 int close_fd_with(int fd, int (*op)(int fd, void* ctx), void* ctx) noexcept {
   // acquire: pairs with the registration's store, so a close that comes
   // after a wait on fd began sees it and wakes that wait.

@@ -150,7 +150,13 @@ int run_blocking(void (*job)(void*), void (*abandon)(void*), void* ctx, const ch
 // see the lock's release, and the next green thread to use that fd number
 // (libcurl's 20 transfers reuse them at once) was reported as racing with
 // the close. So the close runs under the same wrapper as the waits.
+//
+// An fd green never registered needs none of that, and takes none of it: the
+// sanitizers' own runtimes close files through this hook too (TSan's
+// symbolizer, while it writes a report and holds its thread registry, which
+// making a TSan fiber here would take again: a deadlock).
 int close_fd_with(int fd, int (*op)(int, void*), void* ctx) noexcept {
+  if (!io_detail::fd_ever_registered(fd)) return op(fd, ctx);
   int r = 0;
   int error = 0;
   auto close = [&] {

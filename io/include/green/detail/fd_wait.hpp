@@ -31,6 +31,11 @@ FdWaitResult wait_fd_status(int fd, bool reading, detail::Deadline deadline, con
 // left it. monkey's close() and dup2() use it with libc's own calls.
 int close_fd_with(int fd, int (*op)(int fd, void* ctx), void* ctx) noexcept;
 
+// Whether fd's number was ever registered with a hub. Until it was,
+// close_fd_with() only calls `op`: no lock, no waiter, nothing of green's.
+// Lock-free (an atomic load), allocates nothing.
+bool fd_ever_registered(int fd) noexcept;
+
 // Wakes fd's reader as readiness would, or keeps the edge for its next wait
 // if none waits. monkey's close() uses it to end the wait of a green thread
 // on a private epoll instance that watched the fd just closed.
