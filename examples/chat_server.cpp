@@ -348,8 +348,11 @@ void handle(green::Socket& sock, const green::Address& peer, Room& room, const O
   std::string host = peer.to_string();
   host = host.substr(0, host.rfind(':'));
   room.broadcast("## " + name + " joined from " + host + ".\n");
-  // A member of the handler's Nursery: it ends before the socket closes.
-  auto w = green::spawn({.name = "writer " + name}, [&] { writer(*user, sock, o); });
+  // A member of the handler's Nursery: it ends before the socket closes,
+  // but after this function's locals are gone when a kill unwinds it (at
+  // shutdown), so it holds the user itself (it read a freed User once).
+  auto w = green::spawn({.name = "writer " + name},
+                        [user, &sock = sock, &o = o] { writer(*user, sock, o); });
   const Line rejected = std::make_shared<const std::string>("## line rejected: longer than " +
                                                             std::to_string(o.max_line) + " bytes.\n");
   try {

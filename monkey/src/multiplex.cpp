@@ -66,19 +66,26 @@ const MuxReal& mreal() {
 // ---- who watches what, for close() ---------------------------------------------
 
 // One wait_any in progress, on its caller's stack.
+//
+// Its fields, and the list head, are atomics (relaxed: the lock below
+// orders them) only for ThreadSanitizer's sake: enlist() and delist() run
+// inside TSan's blocking poll interceptor, where TSan ignores
+// synchronisation and so never sees the lock; plain fields were reported
+// as racing with another thread's close(). Atomics are never reported.
 struct Watch {
-  Watch* prev;
-  Watch* next;
-  const pollfd* fds;
-  nfds_t n;
-  int ep;  // the private epoll instance the green thread waits on
+  Watch(const pollfd* f, nfds_t count, int epoll_fd) noexcept : fds(f), n(count), ep(epoll_fd) {}
+  std::atomic<Watch*> prev{nullptr};
+  std::atomic<Watch*> next{nullptr};
+  const std::atomic<const pollfd*> fds;
+  const std::atomic<nfds_t> n;
+  const std::atomic<int> ep;  // the private epoll instance the green thread waits on
 };
 
 // The registry's lock is held for a list splice, or by close() of a watched
 // fd for one walk; never across a wait. A spin lock: the hook library holds
 // nothing of green and must not throw (std::mutex may).
 std::atomic_flag g_watch_lock = ATOMIC_FLAG_INIT;
-Watch* g_watches = nullptr;
+std::atomic<Watch*> g_watches{nullptr};
 
 struct WatchLock {
   WatchLock() noexcept {
@@ -89,22 +96,29 @@ struct WatchLock {
   WatchLock& operator=(const WatchLock&) = delete;
 };
 
+constexpr auto kRelaxed = std::memory_order_relaxed;
+
 void enlist(Watch& w) noexcept {
   WatchLock g;
-  for (nfds_t i = 0; i < w.n; ++i)
-    if (w.fds[i].fd >= 0) watch(w.fds[i].fd, 1);
-  w.prev = nullptr;
-  w.next = g_watches;
-  if (g_watches) g_watches->prev = &w;
-  g_watches = &w;
+  const pollfd* fds = w.fds.load(kRelaxed);
+  for (nfds_t i = 0; i < w.n.load(kRelaxed); ++i)
+    if (fds[i].fd >= 0) watch(fds[i].fd, 1);
+  Watch* head = g_watches.load(kRelaxed);
+  w.prev.store(nullptr, kRelaxed);
+  w.next.store(head, kRelaxed);
+  if (head) head->prev.store(&w, kRelaxed);
+  g_watches.store(&w, kRelaxed);
 }
 
 void delist(Watch& w) noexcept {
   WatchLock g;
-  for (nfds_t i = 0; i < w.n; ++i)
-    if (w.fds[i].fd >= 0) watch(w.fds[i].fd, -1);
-  (w.prev ? w.prev->next : g_watches) = w.next;
-  if (w.next) w.next->prev = w.prev;
+  const pollfd* fds = w.fds.load(kRelaxed);
+  for (nfds_t i = 0; i < w.n.load(kRelaxed); ++i)
+    if (fds[i].fd >= 0) watch(fds[i].fd, -1);
+  Watch* prev = w.prev.load(kRelaxed);
+  Watch* next = w.next.load(kRelaxed);
+  (prev ? prev->next : g_watches).store(next, kRelaxed);
+  if (next) next->prev.store(prev, kRelaxed);
 }
 
 short poll_to_epoll(short events) noexcept {
@@ -124,10 +138,11 @@ void wake_watchers(const Ops* o, int fd) noexcept {
     // Under the lock: a Watch and its epoll fd live until delist(), which
     // takes it, so the fd notified is the watcher's.
     WatchLock g;
-    for (Watch* w = g_watches; w; w = w->next) {
-      for (nfds_t i = 0; i < w->n; ++i) {
-        if (w->fds[i].fd == fd) {
-          o->notify_readable(w->ep);
+    for (Watch* w = g_watches.load(kRelaxed); w; w = w->next.load(kRelaxed)) {
+      const pollfd* fds = w->fds.load(kRelaxed);
+      for (nfds_t i = 0; i < w->n.load(kRelaxed); ++i) {
+        if (fds[i].fd == fd) {
+          o->notify_readable(w->ep.load(kRelaxed));
           break;
         }
       }
@@ -139,7 +154,7 @@ void wake_watchers(const Ops* o, int fd) noexcept {
 int wait_any(const Ops* o, const pollfd* fds, nfds_t n, std::int64_t deadline) noexcept {
   const int ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0) return errno;
-  Watch w{nullptr, nullptr, fds, n, ep};
+  Watch w(fds, n, ep);
   enlist(w);
   // Enlisted before epoll_ctl: a close() from now on either finds this
   // watch, or came first and epoll_ctl fails with EBADF.

@@ -9,18 +9,9 @@
 
 using namespace e2e;
 
-// Not in the ThreadSanitizer build, for a known reason (issue 14, open):
-// under TSan the example reports data races in the poll hook's watch list
-// (monkey/src/multiplex.cpp). Its lock is taken inside TSan's blocking poll
-// interceptor, where TSan ignores synchronisation, so TSan cannot see it;
-// the fix is to register the watch through run_wait_under_c_frames as the
-// waits are. The same example runs here in the release and ASan builds, and
-// libcurl under the hooks runs in tests/monkey/test_curl.cpp in all three.
-#ifndef GREEN_TEST_TSAN
 TEST(MonkeyDownloader, HundredDownloadsTwentyAtOnce) { downloads_with_pool(GREEN_E2E_MONKEY_DOWNLOADER, 100, 20); }
 
 TEST(MonkeyDownloader, PoolOfFiveKeepsFiveInFlight) { downloads_with_pool(GREEN_E2E_MONKEY_DOWNLOADER, 30, 5); }
 
 // The example's own loopback server (the default run).
 TEST(MonkeyDownloader, BuiltInServer) { downloads_from_built_in_server(GREEN_E2E_MONKEY_DOWNLOADER); }
-#endif  // GREEN_TEST_TSAN
