@@ -27,6 +27,9 @@
 #include <sys/select.h>
 
 #include <cerrno>
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#endif
 
 namespace green::monkey_hooks {
 
@@ -65,60 +68,62 @@ const MuxReal& mreal() {
 
 // ---- who watches what, for close() ---------------------------------------------
 
-// One wait_any in progress, on its caller's stack.
-//
-// Its fields, and the list head, are atomics (relaxed: the lock below
-// orders them) only for ThreadSanitizer's sake: enlist() and delist() run
-// inside TSan's blocking poll interceptor, where TSan ignores
-// synchronisation and so never sees the lock; plain fields were reported
-// as racing with another thread's close(). Atomics are never reported.
+// One wait_any in progress, on its caller's stack. Its links are guarded
+// by the registry's lock; the rest is fixed before it is enlisted.
 struct Watch {
-  Watch(const pollfd* f, nfds_t count, int epoll_fd) noexcept : fds(f), n(count), ep(epoll_fd) {}
-  std::atomic<Watch*> prev{nullptr};
-  std::atomic<Watch*> next{nullptr};
-  const std::atomic<const pollfd*> fds;
-  const std::atomic<nfds_t> n;
-  const std::atomic<int> ep;  // the private epoll instance the green thread waits on
+  const pollfd* fds;
+  nfds_t n;
+  int ep;  // the private epoll instance the green thread waits on
+  Watch* prev = nullptr;
+  Watch* next = nullptr;
 };
 
 // The registry's lock is held for a list splice, or by close() of a watched
 // fd for one walk; never across a wait. A spin lock: the hook library holds
 // nothing of green and must not throw (std::mutex may).
+//
+// Under ThreadSanitizer the lock also says what it orders, explicitly:
+// poll and ppoll reach wait_any inside TSan's blocking interceptors, where
+// TSan ignores atomic operations, so it saw neither the test_and_set nor
+// the clear and reported the list and the watchers' pollfd arrays as
+// racing with another thread's enlist or close(). Its acquire and release
+// annotations are honoured there.
 std::atomic_flag g_watch_lock = ATOMIC_FLAG_INIT;
-std::atomic<Watch*> g_watches{nullptr};
+Watch* g_watches = nullptr;
 
 struct WatchLock {
   WatchLock() noexcept {
     while (g_watch_lock.test_and_set(std::memory_order_acquire)) sched_yield();
+#if defined(__SANITIZE_THREAD__)
+    __tsan_acquire(&g_watch_lock);
+#endif
   }
-  ~WatchLock() { g_watch_lock.clear(std::memory_order_release); }
+  ~WatchLock() {
+#if defined(__SANITIZE_THREAD__)
+    __tsan_release(&g_watch_lock);
+#endif
+    g_watch_lock.clear(std::memory_order_release);
+  }
   WatchLock(const WatchLock&) = delete;
   WatchLock& operator=(const WatchLock&) = delete;
 };
 
-constexpr auto kRelaxed = std::memory_order_relaxed;
-
 void enlist(Watch& w) noexcept {
   WatchLock g;
-  const pollfd* fds = w.fds.load(kRelaxed);
-  for (nfds_t i = 0; i < w.n.load(kRelaxed); ++i)
-    if (fds[i].fd >= 0) watch(fds[i].fd, 1);
-  Watch* head = g_watches.load(kRelaxed);
-  w.prev.store(nullptr, kRelaxed);
-  w.next.store(head, kRelaxed);
-  if (head) head->prev.store(&w, kRelaxed);
-  g_watches.store(&w, kRelaxed);
+  for (nfds_t i = 0; i < w.n; ++i)
+    if (w.fds[i].fd >= 0) watch(w.fds[i].fd, 1);
+  w.prev = nullptr;
+  w.next = g_watches;
+  if (g_watches) g_watches->prev = &w;
+  g_watches = &w;
 }
 
 void delist(Watch& w) noexcept {
   WatchLock g;
-  const pollfd* fds = w.fds.load(kRelaxed);
-  for (nfds_t i = 0; i < w.n.load(kRelaxed); ++i)
-    if (fds[i].fd >= 0) watch(fds[i].fd, -1);
-  Watch* prev = w.prev.load(kRelaxed);
-  Watch* next = w.next.load(kRelaxed);
-  (prev ? prev->next : g_watches).store(next, kRelaxed);
-  if (next) next->prev.store(prev, kRelaxed);
+  for (nfds_t i = 0; i < w.n; ++i)
+    if (w.fds[i].fd >= 0) watch(w.fds[i].fd, -1);
+  (w.prev ? w.prev->next : g_watches) = w.next;
+  if (w.next) w.next->prev = w.prev;
 }
 
 short poll_to_epoll(short events) noexcept {
@@ -138,11 +143,10 @@ void wake_watchers(const Ops* o, int fd) noexcept {
     // Under the lock: a Watch and its epoll fd live until delist(), which
     // takes it, so the fd notified is the watcher's.
     WatchLock g;
-    for (Watch* w = g_watches.load(kRelaxed); w; w = w->next.load(kRelaxed)) {
-      const pollfd* fds = w->fds.load(kRelaxed);
-      for (nfds_t i = 0; i < w->n.load(kRelaxed); ++i) {
-        if (fds[i].fd == fd) {
-          o->notify_readable(w->ep.load(kRelaxed));
+    for (Watch* w = g_watches; w; w = w->next) {
+      for (nfds_t i = 0; i < w->n; ++i) {
+        if (w->fds[i].fd == fd) {
+          o->notify_readable(w->ep);
           break;
         }
       }
@@ -154,7 +158,7 @@ void wake_watchers(const Ops* o, int fd) noexcept {
 int wait_any(const Ops* o, const pollfd* fds, nfds_t n, std::int64_t deadline) noexcept {
   const int ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0) return errno;
-  Watch w(fds, n, ep);
+  Watch w{fds, n, ep};
   enlist(w);
   // Enlisted before epoll_ctl: a close() from now on either finds this
   // watch, or came first and epoll_ctl fails with EBADF.
