@@ -15,6 +15,7 @@
 
 #include "green/current.hpp"
 #include "green/detail/fd_wait.hpp"
+#include "green/detail/hub.hpp"
 #include "green/detail/park.hpp"
 #include "green/local.hpp"
 #include "green/monkey.hpp"
@@ -30,7 +31,10 @@ detail::Deadline deadline_of(std::int64_t ns) noexcept {
   return detail::Deadline(std::chrono::duration_cast<detail::Clock::duration>(std::chrono::nanoseconds(ns)));
 }
 
-bool in_green() noexcept { return green::in_green_thread(); }
+int caller() noexcept {
+  if (!detail::current_hub()) return kPlainThread;  // the hub is the worker's
+  return green::in_green_thread() ? kGreenThread : kScheduler;
+}
 
 // Every wait goes through park.hpp's run_wait_under_c_frames: it ends on
 // the worker it began on (the C code above may hold &errno), and under TSan
@@ -169,7 +173,7 @@ int close_fd_with(int fd, int (*op)(int, void*), void* ctx) noexcept {
 }
 
 const Ops ops_table{
-    &in_green,        &wait_fd, &sleep_until, &interrupt_errno, &close_fd_with, &io_detail::notify_readable,
+    &caller,          &wait_fd, &sleep_until, &interrupt_errno, &close_fd_with, &io_detail::notify_readable,
     &run_blocking,
 };
 

@@ -22,9 +22,12 @@
 //
 // RULES FOR THIS FILE. Nothing here may throw (compiled -fno-exceptions;
 // the bridge's functions are noexcept and catch everything): a hook runs
-// under C frames. The fast path (no green, a plain thread, an fd whose user
-// view is non-blocking) costs one acquire load, one table load and, for
-// managed fds, one indirect call. Hooks may run in signal handlers (write()
+// under C frames. On a thread green said is plain (t_plain_thread, asked
+// once per thread) the fast path is the libc call and one thread-local
+// load; the fd's record is read only when the call would have blocked or
+// fell short. Elsewhere (a worker, a thread not asked yet) it is one
+// acquire load, the fd's record and, for managed fds, one indirect call to
+// ask green where the caller runs. Hooks may run in signal handlers (write()
 // to a self-pipe): the fast path takes no lock and allocates nothing but,
 // once per 4,096 fds, a chunk of the mode table (mmap).
 #include "hooks.hpp"
@@ -119,7 +122,7 @@ Real resolve_all() {
 
 // Resolved on first use (a hook may run before this library's constructors,
 // from another library's), once: a function-local static.
-const Real& real() {
+[[gnu::always_inline]] inline const Real& real() {
   static const Real r = resolve_all();
   return r;
 }
@@ -284,7 +287,7 @@ Mode classify(int fd) noexcept {
 [[gnu::always_inline]] inline bool emulated(const Ops* o, int fd, bool& green) noexcept {
   Mode m = mode_of(fd);
   if (m == kPass || m == kNonblocking) return false;
-  green = o->in_green_thread();
+  green = caller_is_green(o);
   if (m == kUnknown) {
     if (!green) return false;  // not ours: the fd is what the user made it
     m = classify(fd);
@@ -371,14 +374,13 @@ int wait_ready(const Ops* o, bool green, int fd, bool reading, std::int64_t dead
   return wait_errno(o, r, error);
 }
 
-// The blocking emulation: try the call (non-blocking underneath); on EAGAIN
-// wait for readiness and try again. `call` returns the libc call's result.
-template <class Call>
-auto blocking_call(const Ops* o, bool green, int fd, bool reading, Call&& call) noexcept
-    -> decltype(call()) {
+// The blocking emulation, from the first try's result `r` (the fd is
+// non-blocking underneath): on EAGAIN wait for readiness and try again.
+// `call` returns the libc call's result.
+template <class Call, class R>
+R blocking_call_after(const Ops* o, bool green, int fd, bool reading, Call& call, R r) noexcept {
   std::int64_t deadline = 0;  // 0: not read yet
   for (;;) {
-    const auto r = call();
     if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return r;
     if (deadline == 0) {
       if (!still_ours(fd)) return r;  // a stranger's fd, non-blocking: its EAGAIN
@@ -388,34 +390,98 @@ auto blocking_call(const Ops* o, bool green, int fd, bool reading, Call&& call) 
       errno = e;
       return -1;
     }
+    r = call();
   }
+}
+
+// Whether a plain thread's failed call needs the emulation: it would have
+// blocked, on an fd the user sees as blocking.
+[[gnu::always_inline]] inline bool plain_would_block(int fd) noexcept {
+  return (errno == EAGAIN || errno == EWOULDBLOCK) && mode_of(fd) == kBlocking;
 }
 
 // A read-like call: one successful call is the answer (short reads included).
+//
+// A plain thread's call is made first and looked at after: most succeed,
+// and then the hook cost one thread-local load. Trying before looking up
+// the fd changes nothing for a plain thread: its calls are never
+// classified (emulated() below), so the fd is as it was.
+// (`call` by value, here and in all_bytes_green: by reference, the compiler
+// builds the closure before the plain thread's branch and the fast path
+// pays for it.)
 template <class Call>
-auto read_like(int fd, Call&& call) noexcept -> decltype(call()) {
+[[gnu::noinline]] auto read_like_green(int fd, Call call) noexcept -> decltype(call()) {
   const Ops* o = ops();
   bool green = false;
   if (!o || !emulated(o, fd, green)) return call();
-  return blocking_call(o, green, fd, true, call);
+  return blocking_call_after(o, green, fd, true, call, call());
 }
 
-// A call on a blocking fd that moves all `total` bytes: after a short
-// transfer it waits and moves the rest; an error, an interrupt or EOF after
-// some bytes moved reports the count moved. `call(done)` continues from
-// byte `done`. Not emulated: one call(0), which is libc's.
+template <class Call, class R>
+[[gnu::noinline]] R read_like_plain_wait(int fd, Call call, R r) noexcept {
+  return blocking_call_after(ops(), false, fd, true, call, r);
+}
+
+struct NothingToNote {
+  void operator()() const noexcept {}
+};
+
+// `note()` runs on every path but a plain thread's success (read's probe).
+template <class Call, class Note = NothingToNote>
+[[gnu::always_inline]] inline auto read_like(int fd, Call&& call, Note note = {}) noexcept -> decltype(call()) {
+  if (t_plain_thread) [[likely]] {
+    const auto r = call();
+    if (r >= 0) [[likely]] return r;
+    note();
+    if (!plain_would_block(fd)) return r;
+    return read_like_plain_wait(fd, call, r);
+  }
+  note();
+  return read_like_green(fd, call);
+}
+
+// A call on a blocking fd that moves all `total` bytes, from the first
+// try's result `r`: after a short transfer it waits and moves the rest; an
+// error, an interrupt or EOF after some bytes moved reports the count moved.
+// `call(done)` continues from byte `done`.
 template <class Call>
-ssize_t all_bytes(int fd, bool reading, size_t total, Call&& call) noexcept {
-  const Ops* o = ops();
-  bool green = false;
-  if (!o || !emulated(o, fd, green)) return call(size_t{0});
+ssize_t all_bytes_after(const Ops* o, bool green, int fd, bool reading, size_t total, Call& call,
+                        ssize_t r) noexcept {
   size_t done = 0;
+  auto rest = [&] { return call(done); };
   for (;;) {
-    const ssize_t r = blocking_call(o, green, fd, reading, [&] { return call(done); });
+    r = blocking_call_after(o, green, fd, reading, rest, r);
     if (r < 0) return done > 0 ? static_cast<ssize_t>(done) : -1;
     done += static_cast<size_t>(r);
     if (done >= total || r == 0) return static_cast<ssize_t>(done);
+    r = rest();
   }
+}
+
+template <class Call>
+[[gnu::noinline]] ssize_t all_bytes_green(int fd, bool reading, size_t total, Call call) noexcept {
+  const Ops* o = ops();
+  bool green = false;
+  if (!o || !emulated(o, fd, green)) return call(size_t{0});  // libc's one call
+  return all_bytes_after(o, green, fd, reading, total, call, call(size_t{0}));
+}
+
+template <class Call>
+[[gnu::noinline]] ssize_t all_bytes_plain_wait(int fd, bool reading, size_t total, Call call, ssize_t r) noexcept {
+  return all_bytes_after(ops(), false, fd, reading, total, call, r);
+}
+
+// As read_like: a plain thread tries first, and looks up the fd only when
+// the call fell short (a blocking fd's write moves everything).
+template <class Call>
+[[gnu::always_inline]] inline ssize_t all_bytes(int fd, bool reading, size_t total, Call&& call) noexcept {
+  if (t_plain_thread) [[likely]] {
+    const ssize_t r = call(size_t{0});
+    if (r >= 0 && static_cast<size_t>(r) == total) [[likely]] return r;
+    if (r >= 0 ? mode_of(fd) != kBlocking : !plain_would_block(fd)) return r;
+    return all_bytes_plain_wait(fd, reading, total, call, r);
+  }
+  return all_bytes_green(fd, reading, total, call);
 }
 
 // A write-like call on a blocking fd writes everything, as a blocking
@@ -509,9 +575,18 @@ timespec from_ns(std::int64_t ns) noexcept {
   return timespec{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
 }
 
-bool green_here(const Ops*& o) noexcept {
-  o = ops();
-  return o && o->in_green_thread();
+thread_local bool t_plain_thread [[gnu::tls_model("initial-exec")]] = false;
+
+bool ask_caller_is_green(const Ops* o) noexcept {
+  switch (o->caller()) {
+    case monkey_detail::kPlainThread:
+      t_plain_thread = true;
+      return false;
+    case monkey_detail::kScheduler:
+      return false;
+    default:
+      return true;
+  }
 }
 
 int fcntl_common(int (*call)(int, int, ...), int fd, int cmd, void* arg) noexcept {
@@ -583,45 +658,51 @@ extern "C" __attribute__((visibility("default"))) bool green_monkey_probe_seen()
 }
 
 // ---- the hooks ---------------------------------------------------------------------
+//
+// Their closures capture by value: capturing the arguments by reference
+// makes the compiler store them to memory before the plain thread's fast
+// path, which then costs twice as much.
 
 GREEN_HOOK ssize_t read(int fd, void* buf, size_t n) {
-  if (fd == -1 && n == 0 && reinterpret_cast<std::uintptr_t>(buf) == 0x6772'6565'6e00) {
-    g_probe_seen.store(true, std::memory_order_release);  // green::monkey::active()
-  }
-  return read_like(fd, [&] { return real().read(fd, buf, n); });
+  // green::monkey::active()'s probe fails (fd -1): looked for off the fast path.
+  return read_like(fd, [=] { return real().read(fd, buf, n); },
+                   [=] {
+                     if (fd == -1 && n == 0 && reinterpret_cast<std::uintptr_t>(buf) == 0x6772'6565'6e00)
+                       g_probe_seen.store(true, std::memory_order_release);
+                   });
 }
 
 GREEN_HOOK ssize_t readv(int fd, const iovec* iov, int n) {
-  return read_like(fd, [&] { return real().readv(fd, iov, n); });
+  return read_like(fd, [=] { return real().readv(fd, iov, n); });
 }
 
 GREEN_HOOK ssize_t recv(int fd, void* buf, size_t n, int flags) {
   if (flags & MSG_DONTWAIT) return real().recv(fd, buf, n, flags);
   if (wants_all(fd, flags) && ops()) {
-    return all_bytes(fd, true, n, [&](size_t done) {
+    return all_bytes(fd, true, n, [=](size_t done) {
       return real().recv(fd, static_cast<char*>(buf) + done, n - done, flags);
     });
   }
-  return read_like(fd, [&] { return real().recv(fd, buf, n, flags); });
+  return read_like(fd, [=] { return real().recv(fd, buf, n, flags); });
 }
 
 GREEN_HOOK ssize_t recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* from, socklen_t* len) {
   if (flags & MSG_DONTWAIT) return real().recvfrom(fd, buf, n, flags, from, len);
   if (wants_all(fd, flags) && ops()) {
-    return all_bytes(fd, true, n, [&](size_t done) {
+    return all_bytes(fd, true, n, [=](size_t done) {
       return real().recvfrom(fd, static_cast<char*>(buf) + done, n - done, flags, from, len);
     });
   }
-  return read_like(fd, [&] { return real().recvfrom(fd, buf, n, flags, from, len); });
+  return read_like(fd, [=] { return real().recvfrom(fd, buf, n, flags, from, len); });
 }
 
 GREEN_HOOK ssize_t recvmsg(int fd, msghdr* msg, int flags) {
   if (flags & MSG_DONTWAIT) return real().recvmsg(fd, msg, flags);
-  return read_like(fd, [&] { return real().recvmsg(fd, msg, flags); });
+  return read_like(fd, [=] { return real().recvmsg(fd, msg, flags); });
 }
 
 GREEN_HOOK ssize_t write(int fd, const void* buf, size_t n) {
-  return write_like(fd, n, [&](size_t done) {
+  return write_like(fd, n, [=](size_t done) {
     return real().write(fd, static_cast<const char*>(buf) + done, n - done);
   });
 }
@@ -633,14 +714,14 @@ GREEN_HOOK ssize_t writev(int fd, const iovec* iov, int n) {
 
 GREEN_HOOK ssize_t send(int fd, const void* buf, size_t n, int flags) {
   if (flags & MSG_DONTWAIT) return real().send(fd, buf, n, flags);
-  return write_like(fd, n, [&](size_t done) {
+  return write_like(fd, n, [=](size_t done) {
     return real().send(fd, static_cast<const char*>(buf) + done, n - done, flags);
   });
 }
 
 GREEN_HOOK ssize_t sendto(int fd, const void* buf, size_t n, int flags, const sockaddr* to, socklen_t len) {
   if (flags & MSG_DONTWAIT) return real().sendto(fd, buf, n, flags, to, len);
-  return write_like(fd, n, [&](size_t done) {
+  return write_like(fd, n, [=](size_t done) {
     return real().sendto(fd, static_cast<const char*>(buf) + done, n - done, flags, to, len);
   });
 }
@@ -671,7 +752,7 @@ GREEN_HOOK ssize_t sendmsg(int fd, const msghdr* msg, int flags) {
 // accept and accept4 share this (not one calling the other by name: under a
 // sanitizer that would go through its interceptor a second time).
 static int accept_common(int fd, sockaddr* addr, socklen_t* len, int flags) noexcept {
-  const int r = read_like(fd, [&] { return real().accept4(fd, addr, len, flags | SOCK_NONBLOCK); });
+  const int r = read_like(fd, [=] { return real().accept4(fd, addr, len, flags | SOCK_NONBLOCK); });
   record_new(r, flags & SOCK_NONBLOCK);
   return r;
 }

@@ -37,8 +37,25 @@ void resolve(F*& slot, const char* name) {
 extern std::atomic<const Ops*> g_ops;
 inline const Ops* ops() noexcept { return g_ops.load(std::memory_order_acquire); }
 
+// Set on a thread once green said it is a plain thread (ops.hpp's
+// CallerKind): from then on its hooked calls are libc's at the cost of this
+// one load. Initial-exec: a fixed offset from the thread pointer (the
+// library is loaded with the program, never by dlopen alone).
+extern thread_local bool t_plain_thread [[gnu::tls_model("initial-exec")]];
+
+// Asks green where the caller runs, and remembers a plain thread.
+bool ask_caller_is_green(const Ops* o) noexcept;
+
+// Whether the caller is a green thread (`o`: a registered table).
+[[gnu::always_inline]] inline bool caller_is_green(const Ops* o) noexcept {
+  return !t_plain_thread && ask_caller_is_green(o);
+}
+
 // Whether the caller is a green thread of a registered green; `o` gets the table.
-bool green_here(const Ops*& o) noexcept;
+[[gnu::always_inline]] inline bool green_here(const Ops*& o) noexcept {
+  o = ops();
+  return o && caller_is_green(o);
+}
 
 // ---- time: steady-clock nanoseconds, as ops.hpp's deadlines -------------------
 std::int64_t now_ns() noexcept;

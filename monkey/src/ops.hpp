@@ -16,6 +16,9 @@
 
 namespace green::monkey_detail {
 
+// Where a hooked call runs (Ops::caller).
+enum CallerKind : int { kPlainThread, kScheduler, kGreenThread };
+
 // Results of wait_fd (io_detail::FdWaitResult's values).
 enum WaitResult : int { kReady, kTimedOut, kInterrupted, kClosed, kBusy, kFailed };
 
@@ -23,9 +26,11 @@ enum WaitResult : int { kReady, kTimedOut, kInterrupted, kClosed, kBusy, kFailed
 inline constexpr std::int64_t kNoDeadline = INT64_MAX;
 
 struct Ops {
-  // Whether the caller is a green thread (false on a plain thread and in a
-  // worker's scheduler context).
-  bool (*in_green_thread)() noexcept;
+  // Where the caller runs: a CallerKind. A thread that is not a worker
+  // when it asks never becomes one (a worker is a thread green starts, and
+  // it is one from its first instruction to its last hooked call), so the
+  // hook library remembers kPlainThread per thread and asks no more.
+  int (*caller)() noexcept;
   // Waits for fd's readiness on a green thread; a WaitResult. `error` gets
   // errno for kFailed. Leaves an interrupt pending.
   int (*wait_fd)(int fd, bool reading, std::int64_t deadline_ns, int* error) noexcept;

@@ -229,6 +229,9 @@ TEST(Monkey, PlainThreadBlockingReadStillBlocks) {
   int err = 0;
   char c = 0;
   std::thread reader([&] {
+    // A first hooked call makes the thread known as plain: the read below
+    // takes the plain thread's fast path, then waits.
+    ASSERT_EQ(::read(p.a, &c, 0), 0);
     tid.store(static_cast<pid_t>(::syscall(SYS_gettid)));
     got = ::read(p.a, &c, 1);
     err = errno;
@@ -238,6 +241,38 @@ TEST(Monkey, PlainThreadBlockingReadStillBlocks) {
   reader.join();
   EXPECT_EQ(got, 1) << std::strerror(err);
   EXPECT_EQ(c, 'x');
+}
+
+// A plain thread's write larger than the socket's buffer, on a blocking
+// view: all of it goes out (the hook waits for room, as the kernel would),
+// and with O_NONBLOCK set by the user the same write stops short.
+TEST(Monkey, PlainThreadBlockingWriteMovesEverything) {
+  green::Runtime rt(workers(1));  // green is present: the hooks are registered
+  Pair p;
+  ASSERT_NE(kernel_flags(p.a) & O_NONBLOCK, 0);
+  const std::string big(4 << 20, 'w');
+  std::size_t received = 0;
+  std::thread reader([&] {
+    char buf[65536];
+    for (;;) {
+      const ssize_t n = ::read(p.b, buf, sizeof buf);
+      if (n <= 0) break;
+      received += static_cast<std::size_t>(n);
+    }
+  });
+  // Twice: the first hooked call on a thread asks green where it runs, the
+  // later ones take the plain thread's fast path.
+  EXPECT_EQ(::write(p.a, big.data(), big.size()), static_cast<ssize_t>(big.size()));
+  EXPECT_EQ(::write(p.a, big.data(), big.size()), static_cast<ssize_t>(big.size()));
+  ::shutdown(p.a, SHUT_WR);
+  reader.join();
+  EXPECT_EQ(received, 2 * big.size());
+
+  Pair q;
+  ASSERT_EQ(::fcntl(q.a, F_SETFL, ::fcntl(q.a, F_GETFL) | O_NONBLOCK), 0);
+  const ssize_t n = ::write(q.a, big.data(), big.size());
+  EXPECT_GT(n, 0);
+  EXPECT_LT(n, static_cast<ssize_t>(big.size()));
 }
 
 // SO_RCVTIMEO bounds a blocking read: -1/EAGAIN after the timeout, while the
