@@ -180,7 +180,7 @@ const Ops ops_table{
 // Registers the table before main() runs. The hook library is a
 // dependency of the program, so its own initialisation came first.
 [[maybe_unused]] const bool registered = [] {
-  io_detail::set_raw_close(green_monkey_register(&ops_table));
+  io_detail::set_raw_close(green_monkey_register_v2(&ops_table));
   return true;
 }();
 

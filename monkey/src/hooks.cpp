@@ -648,7 +648,7 @@ using namespace green::monkey_hooks;
 
 // ---- registration ---------------------------------------------------------------------
 
-extern "C" __attribute__((visibility("default"))) int (*green_monkey_register(const Ops* table))(int) {
+extern "C" __attribute__((visibility("default"))) int (*green_monkey_register_v2(const Ops* table))(int) {
   g_ops.store(table, std::memory_order_release);
   return [](int fd) { return close_forget(fd, nullptr); };
 }

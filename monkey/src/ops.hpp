@@ -62,7 +62,10 @@ struct Ops {
 
 // Defined by the hook library: the bridge hands over its table and gets
 // libc's close(2), for green's own close_fd (io_detail::set_raw_close).
-extern "C" int (*green_monkey_register(const green::monkey_detail::Ops* ops))(int);
+// The name carries the table's layout (2: Ops::caller): a program whose
+// bridge was built against another layout fails to load, rather than have
+// the hook library misread the table.
+extern "C" int (*green_monkey_register_v2(const green::monkey_detail::Ops* ops))(int);
 // Defined by the hook library: how many hooked calls reached it with the
 // probe arguments (see green::monkey::active()).
 extern "C" bool green_monkey_probe_seen() noexcept;
