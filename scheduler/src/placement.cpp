@@ -125,9 +125,13 @@ void Worker::spawn_local(Fiber* f) noexcept {
 
 void Worker::flush_burst(std::size_t from) noexcept {
   // Reverse, so that LIFO popping starts the first-spawned sibling first.
-  for (std::size_t i = burst_.size(); i-- > from;) place(burst_[i], Place::back);
+  // Announced only if some of it is stealable: a burst of one whose green
+  // thread runs now (flush_burst(1)), or only pinned ones, gives an idle
+  // worker nothing to take.
+  bool stealable = false;
+  for (std::size_t i = burst_.size(); i-- > from;) stealable |= place(burst_[i], Place::back);
   burst_.clear();
-  announce_work();
+  if (stealable) announce_work();
 }
 
 // ---------------------------------------------------------------------------

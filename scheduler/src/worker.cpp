@@ -133,9 +133,13 @@ int Worker::poll_hub(Hub& hub, int timeout_ms, bool owner) noexcept {
   // Through the `next` slot and the back, a batch of wakes would run newest
   // first and each batch ahead of the last one's rest, so under load the
   // first connection to become ready would be served last.
-  for (Fiber* f : io_wakes_) place(f, Place::io);
+  // Announced only if some of it is stealable: green threads pinned here
+  // (blocked in a hooked C call, green/monkey.hpp) are ours to run, and an
+  // idle worker woken for them would spin and find nothing.
+  bool stealable = false;
+  for (Fiber* f : io_wakes_) stealable |= place(f, Place::io);
   io_wakes_.clear();
-  announce_work();
+  if (stealable) announce_work();
   return dispatched;
 }
 
