@@ -89,6 +89,78 @@ TEST(MonkeyMultiplex, PollWaitsForAnyFd) {
   }
 }
 
+
+// poll() on one fd for one direction waits on the fd itself (io's waiter
+// slot); a second waiter on that fd and direction (a poll, or a read) goes
+// the general way. All of them wake: pollers for input, a reader, and a
+// poller for output once a full socket drains.
+TEST(MonkeyMultiplex, PollOnOneFdSharesItWithOtherWaiters) {
+  green::Runtime rt(workers(2));
+  rt.run([&] {
+    Pair p;
+    int polled[3] = {-2, -2, -2};
+    short revents[3] = {0, 0, 0};
+    std::vector<green::Greenlet<void>> gs;
+    for (int i = 0; i < 3; ++i) {
+      gs.push_back(green::spawn([&, i] {
+        pollfd f{p.a, POLLIN, 0};
+        polled[i] = ::poll(&f, 1, 10'000);
+        revents[i] = f.revents;
+      }));
+    }
+    ASSERT_TRUE(wait_parked(rt, kParked, 3));
+    ASSERT_EQ(::write(p.b, "r", 1), 1);  // left unread: every poller sees it
+    for (auto& g : gs) ASSERT_TRUE(g.join(5s));
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(polled[i], 1);
+      EXPECT_EQ(revents[i], POLLIN);
+    }
+    char c = 0;
+    ASSERT_EQ(::read(p.a, &c, 1), 1);
+
+    // A reader holds io's slot first; a poller of the same fd comes second.
+    // Two bytes: whichever runs first, the poller still finds one.
+    ssize_t got = -2;
+    auto reader = green::spawn(green::SpawnOptions{.name = "reader"}, [&] { got = ::read(p.a, &c, 1); });
+    ASSERT_TRUE(wait_parked(rt, "reader", kParked));
+    int after = -2;
+    auto poller = green::spawn(green::SpawnOptions{.name = "poller"}, [&] {
+      pollfd f{p.a, POLLIN, 0};
+      after = ::poll(&f, 1, 10'000);
+    });
+    ASSERT_TRUE(wait_parked(rt, "poller", kParked));
+    ASSERT_EQ(::write(p.b, "st", 2), 2);
+    ASSERT_TRUE(reader.join(5s));
+    ASSERT_TRUE(poller.join(5s));
+    EXPECT_EQ(got, 1);
+    EXPECT_EQ(c, 's');
+    EXPECT_EQ(after, 1);
+
+    // Output: fill the socket (the user set O_NONBLOCK, so write stops
+    // short), poll for POLLOUT, drain it from another green thread.
+    Pair q;
+    ASSERT_EQ(::fcntl(q.a, F_SETFL, ::fcntl(q.a, F_GETFL) | O_NONBLOCK), 0);
+    const std::string chunk(65536, 'x');
+    while (::write(q.a, chunk.data(), chunk.size()) > 0) {
+    }
+    ASSERT_EQ(errno, EAGAIN);
+    int out = -2;
+    short out_events = 0;
+    auto w = green::spawn(green::SpawnOptions{.name = "writer"}, [&] {
+      pollfd f{q.a, POLLOUT, 0};
+      out = ::poll(&f, 1, 10'000);
+      out_events = f.revents;
+    });
+    ASSERT_TRUE(wait_parked(rt, "writer", "write (hooked)"));  // on the fd itself
+    ASSERT_EQ(::fcntl(q.b, F_SETFL, ::fcntl(q.b, F_GETFL) | O_NONBLOCK), 0);
+    char buf[65536];
+    while (::read(q.b, buf, sizeof buf) > 0) {
+    }
+    ASSERT_TRUE(w.join(5s));
+    EXPECT_EQ(out, 1);
+    EXPECT_EQ(out_events, POLLOUT);
+  });
+}
 TEST(MonkeyMultiplex, PpollWaitsForAnyFdAndHonoursItsTimeout) {
   green::Runtime rt(workers(2));
   rt.run([&] {
