@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -242,45 +243,81 @@ auto spawn_later(detail::Clock::duration delay, F&& fn, Args&&... args) {
 // Waits for the green threads in `greenlets` (any range of Greenlet<...>)
 // to end, at most `timeout`. Returns the number that ended.
 //
-// joinall(gs, timeout, count, raise_error): stop once `count` have ended
-// (0 = all). With raise_error, stop at the first failure and rethrow it:
-// green threads that had already ended when joinall was called are looked
-// at first, in the order given (as gevent does); after that, failures are
-// seen in the order they happen.
-template <class Range>
-std::size_t joinall(const Range& greenlets,
-                    std::optional<detail::Clock::duration> timeout = std::nullopt,
-                    std::size_t count = 0, bool raise_error = false) {
+// joinall(gs, timeout, raise_error, count), in gevent's order: stop once
+// `count` have ended (0 = all). With raise_error, stop at the first failure
+// and rethrow it: green threads that had already ended when joinall was
+// called are looked at first, in the order given (as gevent does); after
+// that, failures are seen in the order they happen. A green thread ended by
+// a kill (GreenletExit) is not a failure.
+//
+// raise_error must be a bool and count an integer that is not a bool: the
+// order (count, raise_error) that green used before gevent's does not
+// compile, so a call written either way cannot silently mean the other.
+// A negative count throws Error. Blocking as Greenlet::join (green or plain
+// thread; honours Timeout scopes and kill of the caller).
+template <class Range, class RaiseError = bool, class Count = std::size_t>
+  requires std::same_as<RaiseError, bool> && std::integral<Count> && (!std::same_as<Count, bool>)
+std::size_t joinall(const Range& greenlets, std::optional<detail::Clock::duration> timeout = std::nullopt,
+                    RaiseError raise_error = false, Count count = 0) {
+  if constexpr (std::is_signed_v<Count>) {
+    if (count < 0) throw Error("green::joinall: negative count");
+  }
   std::vector<detail::Fiber*> fibers;
   for (const auto& g : greenlets) fibers.push_back(g.raw());
   const auto deadline = timeout ? detail::deadline_after(*timeout) : detail::kNoDeadline;
-  return detail::join_many(fibers, deadline, count, raise_error).size();
+  return detail::join_many(fibers, deadline, static_cast<std::size_t>(count), raise_error).size();
 }
 
-// Kills every green thread in `greenlets` with GreenletExit (or `exc`) and,
-// with block, waits up to `timeout` for all of them to end; returns whether
-// all have. Each is killed once even if it appears twice.
+namespace detail {
+// Kills each green thread of `greenlets` once with `exc`; with block, waits
+// up to `deadline` for all of them. Returns whether all have ended.
 template <class Range>
-bool killall(const Range& greenlets, bool block = true,
-             std::optional<detail::Clock::duration> timeout = std::nullopt,
-             std::exception_ptr exc = nullptr) {
-  std::vector<detail::Fiber*> seen;
+bool kill_all(const Range& greenlets, std::exception_ptr exc, bool block, Deadline deadline) {
+  std::vector<Fiber*> seen;
   for (const auto& g : greenlets) {
     // Once each: a duplicate could otherwise be killed again after it
     // already took (and perhaps caught) the first exception.
     if (std::find(seen.begin(), seen.end(), g.raw()) != seen.end()) continue;
     seen.push_back(g.raw());
-    g.kill_ptr(exc, false, detail::kNoDeadline);
+    g.kill_ptr(exc, false, kNoDeadline);
   }
   if (!block) {
     for (const auto& g : greenlets)
       if (!g.ready()) return false;
     return true;
   }
-  std::vector<detail::Fiber*> fibers;
+  std::vector<Fiber*> fibers;
   for (const auto& g : greenlets) fibers.push_back(g.raw());
+  return join_many(fibers, deadline, 0, false).size() == fibers.size();
+}
+}  // namespace detail
+
+// Kills every green thread in `greenlets` with GreenletExit and waits until
+// all have ended; returns true. Each is killed once even if it appears twice.
+template <class Range>
+bool killall(const Range& greenlets) {
+  return detail::kill_all(greenlets, nullptr, true, detail::kNoDeadline);
+}
+
+// killall(gs, exception, block, timeout), in gevent's order: kills every
+// green thread in `greenlets` with `exception` (an exception object, or a
+// std::exception_ptr; null means GreenletExit) and, with block, waits up to
+// `timeout` for all of them to end. Returns whether all have ended (without
+// block: whether all had already). The exception comes first, as in gevent:
+// a bool there (green's old killall(gs, block, timeout, exc)) does not
+// compile. Blocking as joinall().
+template <class Range, class E>
+  requires(!std::same_as<std::decay_t<E>, bool>)
+bool killall(const Range& greenlets, E&& exception, bool block = true,
+             std::optional<detail::Clock::duration> timeout = std::nullopt) {
+  std::exception_ptr exc;
+  if constexpr (std::is_same_v<std::decay_t<E>, std::exception_ptr>) {
+    exc = std::forward<E>(exception);
+  } else {
+    exc = std::make_exception_ptr(std::forward<E>(exception));
+  }
   const auto deadline = timeout ? detail::deadline_after(*timeout) : detail::kNoDeadline;
-  return detail::join_many(fibers, deadline, 0, false).size() == fibers.size();
+  return detail::kill_all(greenlets, std::move(exc), block, deadline);
 }
 
 }  // namespace green
