@@ -23,12 +23,14 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -107,6 +109,24 @@ concept Spawnable = !std::is_same_v<std::decay_t<F>, SpawnOptions> &&
 
 }  // namespace detail
 
+// Names one callback registered by Greenlet::link(), link_value() or
+// link_exception(), for Greenlet::unlink() (gevent unlinks by the callback
+// itself; std::function has no identity, so green returns this instead).
+// Copyable; an empty Link (default-constructed) unlinks nothing.
+class Link {
+ public:
+  Link() = default;
+
+ private:
+  template <class>
+  friend class Greenlet;
+  enum State : std::uint8_t { kPending, kFired, kUnlinked };
+  Link(std::shared_ptr<std::atomic<State>> state, const detail::Fiber* owner)
+      : state_(std::move(state)), owner_(owner) {}
+  std::shared_ptr<std::atomic<State>> state_;
+  const detail::Fiber* owner_ = nullptr;
+};
+
 // Handle of a green thread whose body returns T.
 template <class T>
 class Greenlet {
@@ -167,14 +187,36 @@ class Greenlet {
 
   // Calls callback(*this) once it has ended, in the green thread that ends it
   // (at once, in the caller, if it already has). Callbacks run in the order
-  // they were linked; an exception from one is reported and dropped.
-  void link(std::function<void(Greenlet)> callback) const {
-    fiber().link([cb = std::move(callback)](detail::Fiber& f) {
-      auto* rf = static_cast<detail::ResultFiber<T>*>(&f);
-      rf->add_ref();
-      cb(Greenlet(rf));
-    });
+  // they were linked; an exception from one is reported and dropped. The
+  // returned Link names this registration for unlink().
+  Link link(std::function<void(Greenlet)> callback) const {
+    return add_link(std::move(callback), [](const detail::Fiber&) { return true; });
   }
+  // link(), but only if it ends successful() (a return, or a kill by
+  // GreenletExit, as gevent's link_value).
+  Link link_value(std::function<void(Greenlet)> callback) const {
+    return add_link(std::move(callback), [](const detail::Fiber& f) { return !f.error; });
+  }
+  // link(), but only if it ends with an exception other than GreenletExit
+  // (gevent's link_exception).
+  Link link_exception(std::function<void(Greenlet)> callback) const {
+    return add_link(std::move(callback), [](const detail::Fiber& f) { return f.error != nullptr; });
+  }
+  // Withdraws a callback that link(), link_value() or link_exception() of
+  // this green thread registered. True if it will now never run; false if it
+  // already ran or is running, was already withdrawn, or `l` belongs to
+  // another green thread (gevent's unlink, which ignores unknown callbacks).
+  // Any thread may call it, and a callback may unlink one linked after it
+  // while the links run: that one does not run. Non-blocking; the callback
+  // itself is destroyed when the green thread ends.
+  bool unlink(const Link& l) const noexcept {
+    if (!l.state_ || l.owner_ != f_.get()) return false;
+    auto pending = Link::kPending;
+    return l.state_->compare_exchange_strong(pending, Link::kUnlinked, std::memory_order_acq_rel);
+  }
+
+  // Handles to the same green thread compare equal (and hash alike).
+  friend bool operator==(const Greenlet& a, const Greenlet& b) noexcept { return a.f_ == b.f_; }
 
   detail::Fiber* raw() const noexcept { return f_.get(); }
 
@@ -182,6 +224,21 @@ class Greenlet {
   detail::ResultFiber<T>& fiber() const {
     if (!f_) throw Error("green::Greenlet: empty handle");
     return *f_;
+  }
+  template <class When>
+  Link add_link(std::function<void(Greenlet)> callback, When when) const {
+    auto& f = fiber();
+    Link handle(std::make_shared<std::atomic<Link::State>>(Link::kPending), &f);
+    f.link([cb = std::move(callback), state = handle.state_, when](detail::Fiber& done) {
+      auto pending = Link::kPending;
+      // Claimed before the filter: an unlink() afterwards reports false.
+      if (!state->compare_exchange_strong(pending, Link::kFired, std::memory_order_acq_rel)) return;
+      if (!when(done)) return;
+      auto* rf = static_cast<detail::ResultFiber<T>*>(&done);
+      rf->add_ref();
+      cb(Greenlet(rf));
+    });
+    return handle;
   }
   decltype(auto) get_until(detail::Deadline deadline) const {
     auto& f = fiber();
@@ -321,3 +378,11 @@ bool killall(const Range& greenlets, E&& exception, bool block = true,
 }
 
 }  // namespace green
+
+// Greenlet handles hash by the green thread they name.
+template <class T>
+struct std::hash<green::Greenlet<T>> {
+  std::size_t operator()(const green::Greenlet<T>& g) const noexcept {
+    return std::hash<const void*>{}(g.raw());
+  }
+};
