@@ -70,6 +70,16 @@ class AsyncResult {
   std::exception_ptr exception() const noexcept {
     return state_.load(std::memory_order_acquire) == kError ? error_ : nullptr;
   }
+  // gevent's done() (the concurrent.futures name for ready()).
+  bool done() const noexcept { return ready(); }
+  // gevent's `value`: the stored value, or null while none is stored (not
+  // ready, or an exception was stored). Never blocks; the pointee lives as
+  // long as this AsyncResult.
+  const T* value() const noexcept
+    requires(!std::is_void_v<T>)
+  {
+    return successful() ? &*value_ : nullptr;
+  }
 
   // Waits until ready; returns true.
   bool wait() { return wait_until(detail::kNoDeadline); }
