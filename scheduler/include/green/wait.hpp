@@ -10,8 +10,9 @@
 //
 // The objects (green::Waitable) may be, mixed: a Greenlet<T> or GreenletRef
 // (ready once it has ended), an Event (set), an AsyncResult (a value or an
-// exception stored) and a Queue, LifoQueue, PriorityQueue or JoinableQueue
-// (an item is stored, or it is closed: a get() would not block). A Channel
+// exception stored), a Queue, LifoQueue, PriorityQueue or JoinableQueue
+// (an item is stored, or it is closed: a get() would not block) and a
+// green::FdWatch (green/fd.hpp: an fd readable, or writable). A Channel
 // holds no items and cannot be watched. Waiting consumes nothing: a Queue
 // keeps its item, an Event stays set. Each Waitable refers to its object,
 // which must outlive the wait (a temporary is refused at compile time).
