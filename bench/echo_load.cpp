@@ -115,6 +115,9 @@ int main(int argc, char** argv) {
             if (phase.load(std::memory_order_relaxed) == 1)
               me.latencies_ns.push_back(static_cast<std::uint32_t>(std::min<long long>(ns, UINT32_MAX)));
           }
+        } catch (const green::TimeoutError& e) {  // not a std::exception: see errors.hpp
+          me.failure = e.what();
+          ++me.errors;
         } catch (const std::exception& e) {
           me.failure = e.what();
           ++me.errors;

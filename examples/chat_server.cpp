@@ -272,6 +272,7 @@ void try_tell(green::Socket& sock, std::string_view text) {
   try {
     sock.send(text.data(), text.size(), 100ms);
   } catch (const green::Error&) {
+  } catch (const green::TimeoutError&) {  // not a green::Error: see errors.hpp
   }
 }
 

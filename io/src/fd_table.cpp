@@ -172,6 +172,57 @@ FdWaitResult wait_fd_core(int fd, Direction dir, detail::Deadline deadline, cons
 
 }  // namespace
 
+// ---- green::wait() on an FdWatch (WaitSourceFor<FdWatch> in fd.hpp) ---------
+
+namespace {
+const FdWatch& watch_of(const void* p) { return *static_cast<const FdWatch*>(p); }
+detail::Waiter*& slot_of(FdState& st, const FdWatch& w) {
+  return w.direction == FdWatch::read ? st.reader : st.writer;
+}
+}  // namespace
+
+bool watch_ready(const void* p) {
+  const FdWatch& w = watch_of(p);
+  pollfd one{w.fd, static_cast<short>(w.direction == FdWatch::read ? POLLIN : POLLOUT), 0};
+  return ::poll(&one, 1, 0) > 0;  // POLLNVAL included: a closed fd is "ready" to fail
+}
+
+void watch_prepare(void* p) {
+  static const bool installed = (detail::set_ready_handler(&on_ready), true);
+  (void)installed;
+  const FdWatch& w = watch_of(p);
+  FdState& st = fd_state(w.fd);
+  std::lock_guard g(st.lock);
+  if (!st.registered) {
+    detail::Hub* hub = detail::current_hub();
+    if (!hub) throw Error("green::wait on fd " + std::to_string(w.fd) + ": an fd no green thread registered needs one");
+    detail::hub_add(hub, w.fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, token_of(w.fd, st.generation));
+    st.registered = true;
+    st.ever_registered.store(true, std::memory_order_release);
+  }
+  if (slot_of(st, w)) throw busy_error(w.fd, w.direction == FdWatch::read);
+}
+
+bool watch_enlist(void* p, detail::Waiter& me) {
+  const FdWatch& w = watch_of(p);
+  FdState* st = find_fd_state(w.fd);
+  if (!st) return false;
+  std::lock_guard g(st->lock);
+  // Closed since prepare (poll then says POLLNVAL), a remembered edge, or
+  // a slot taken meanwhile (the next prepare throws): look again at once.
+  if (!st->registered || take_readiness(*st, w.direction == FdWatch::read) || slot_of(*st, w)) return false;
+  slot_of(*st, w) = &me;
+  return true;
+}
+
+void watch_unlist(void* p, detail::Waiter& me) noexcept {
+  const FdWatch& w = watch_of(p);
+  FdState* st = find_fd_state(w.fd);
+  if (!st) return;
+  std::lock_guard g(st->lock);
+  if (slot_of(*st, w) == &me) slot_of(*st, w) = nullptr;
+}
+
 bool wait_fd(int fd, Direction dir, detail::Deadline deadline, const char* op) {
   switch (wait_fd_core(fd, dir, deadline, op)) {
     case FdWaitResult::ready:

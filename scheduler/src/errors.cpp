@@ -18,6 +18,8 @@ std::string describe(const std::exception_ptr& e) {
     std::rethrow_exception(e);
   } catch (const std::exception& x) {
     return x.what();
+  } catch (const BaseException& x) {
+    return x.what();
   } catch (...) {
     return "(not a std::exception)";
   }

@@ -270,6 +270,10 @@ void throw_if_interrupted() {
   if (self->expired_scope) {
     const std::uint64_t id = self->expired_scope;
     self->expired_scope = 0;
+    // A Timeout given its own exception throws that (gevent's
+    // Timeout(seconds, exception)).
+    for (const TimeoutScope* s = self->scopes; s; s = s->outer)
+      if (s->id == id && s->exception) std::rethrow_exception(s->exception);
     throw TimeoutError(id);
   }
 }

@@ -120,6 +120,7 @@ GroupCore::Member& GroupCore::insert_locked(Fiber* f, MemberWatch* watch) {
   m.fiber = f;
   m.watch = watch;
   m.killed = false;
+  m.discarded = false;
   ++count_;
   if (watch) ++watch->running_;
   return m;
@@ -129,10 +130,13 @@ void GroupCore::remove_locked(std::uint32_t index) noexcept {
   Member& m = members_[index];
   Fiber* f = m.fiber;
   MemberWatch* watch = m.watch;
+  const bool discarded = m.discarded;
   m.fiber = nullptr;
   m.watch = nullptr;
   m.killed = false;
+  m.discarded = false;
   free_.push_back(index);
+  if (discarded) return;  // its count and slot went at discard()
   if (--count_ == 0) joiners_.wake_all();
   free_slot_locked();
   if (watch) watch->finished_locked(*f);
@@ -192,7 +196,7 @@ bool GroupCore::admit_existing(Fiber* f, Deadline deadline, bool block) {
   {
     std::unique_lock lk(lock_);
     for (const Member& e : members_)
-      if (e.fiber == f) return true;
+      if (e.fiber == f && !e.discarded) return true;
     m = admit_locked(lk, f, nullptr, deadline, block);
   }
   if (!m) return false;
@@ -204,7 +208,7 @@ bool GroupCore::contains(const Fiber* f) const {
   if (!f) return false;
   std::lock_guard g(lock_);
   return std::any_of(members_.begin(), members_.end(),
-                     [f](const Member& m) { return m.fiber == f; });
+                     [f](const Member& m) { return m.fiber == f && !m.discarded; });
 }
 
 std::size_t GroupCore::size() const {
@@ -217,7 +221,7 @@ std::vector<boost::intrusive_ptr<Fiber>> GroupCore::members() const {
   std::lock_guard g(lock_);
   out.reserve(count_);
   for (const Member& m : members_)
-    if (m.fiber) out.emplace_back(m.fiber);  // add_ref: safe under lock_, the member holds one
+    if (m.fiber && !m.discarded) out.emplace_back(m.fiber);  // add_ref: safe under lock_, the member holds one
   return out;
 }
 
@@ -225,12 +229,37 @@ std::vector<boost::intrusive_ptr<Fiber>> GroupCore::take_unkilled() {
   std::vector<boost::intrusive_ptr<Fiber>> out;
   std::lock_guard g(lock_);
   for (Member& m : members_) {
-    if (m.fiber && !m.killed) {
+    if (m.fiber && !m.killed && !m.discarded) {
       m.killed = true;
       out.emplace_back(m.fiber);
     }
   }
   return out;
+}
+
+bool GroupCore::take_unkilled(const Fiber* f) {
+  if (!f) return false;
+  std::lock_guard g(lock_);
+  for (Member& m : members_) {
+    if (m.fiber == f && !m.discarded && !m.killed) {
+      m.killed = true;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool GroupCore::discard(const Fiber* f) {
+  if (!f) return false;
+  std::lock_guard g(lock_);
+  for (Member& m : members_) {
+    if (m.fiber != f || m.discarded || m.watch) continue;
+    m.discarded = true;
+    if (--count_ == 0) joiners_.wake_all();
+    free_slot_locked();
+    return true;
+  }
+  return false;
 }
 
 void GroupCore::kill_watched(const MemberWatch* watch) const {

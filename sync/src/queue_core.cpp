@@ -165,6 +165,23 @@ void QueueCore::peek_item(void* slot, void (*copy)(const QueueCore&, void*), Dea
   }
 }
 
+bool QueueCore::watch_ready() const {
+  std::lock_guard g(lock_);
+  return count_ > 0 || closed_;
+}
+
+bool QueueCore::watch_enlist(Waiter& w) {
+  std::lock_guard g(lock_);
+  if (count_ > 0 || closed_) return false;
+  peekers_.push_back(w);
+  return true;
+}
+
+void QueueCore::watch_unlist(Waiter& w) noexcept {
+  std::lock_guard g(lock_);
+  peekers_.remove(w);
+}
+
 void QueueCore::task_done() {
   std::lock_guard g(lock_);
   if (unfinished_ == 0) throw Error("green::JoinableQueue::task_done: called more times than items were put");

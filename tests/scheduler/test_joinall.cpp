@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -19,6 +20,28 @@ namespace {
 using green::testing::MyError;
 
 using Clock = std::chrono::steady_clock;
+
+using Greenlets = std::vector<green::Greenlet<void>>;
+
+// Whether joinall / killall accept these arguments after the range.
+template <class... Args>
+concept JoinallAccepts = requires(Greenlets gs, Args... args) { green::joinall(gs, args...); };
+template <class... Args>
+concept KillallAccepts = requires(Greenlets gs, Args... args) { green::killall(gs, args...); };
+
+// gevent's orders compile; green's old ones, which a ported call could be
+// read as, do not.
+static_assert(JoinallAccepts<std::optional<Clock::duration>, bool, std::size_t>);
+static_assert(JoinallAccepts<std::nullopt_t, bool, int>);
+static_assert(JoinallAccepts<std::chrono::seconds, bool>);
+static_assert(!JoinallAccepts<std::nullopt_t, int, bool>, "joinall(gs, timeout, count, raise_error)");
+static_assert(!JoinallAccepts<std::nullopt_t, std::size_t, bool>);
+static_assert(!JoinallAccepts<std::nullopt_t, bool, bool>, "a bool count");
+static_assert(!JoinallAccepts<std::nullopt_t, int>, "a count where raise_error goes");
+static_assert(KillallAccepts<green::GreenletExit, bool, std::chrono::seconds>);
+static_assert(KillallAccepts<std::exception_ptr, bool>);
+static_assert(!KillallAccepts<bool>, "killall(gs, block): the exception comes first");
+static_assert(!KillallAccepts<bool, std::chrono::seconds>, "killall(gs, block, timeout)");
 
 TEST(Joinall, AllSucceed) {
   green::Runtime rt({.workers = 2});
@@ -52,7 +75,7 @@ TEST(Joinall, RaiseErrorRaisesTheFirstErrorInTime) {
     std::vector<green::Greenlet<void>> gs{slow, fast};
     const auto t0 = Clock::now();
     try {
-      green::joinall(gs, std::nullopt, 0, true);
+      green::joinall(gs, std::nullopt, true);
       ADD_FAILURE() << "joinall must raise";
     } catch (const MyError& e) {
       EXPECT_EQ(e.code, 1);
@@ -80,7 +103,7 @@ TEST(Joinall, RaiseErrorWithBothAlreadyFailedRaisesTheFirstGiven) {
     EXPECT_TRUE(second.join(5s));  // both have failed before joinall is called
     EXPECT_TRUE(first.ready());
     try {
-      green::joinall(gs, std::nullopt, 0, true);
+      green::joinall(gs, std::nullopt, true);
       ADD_FAILURE() << "joinall must raise";
     } catch (const MyError& e) {
       // Both ended before joinall started: looked at in the order given (as
@@ -99,7 +122,7 @@ TEST(Joinall, RaiseErrorIgnoresGreenletExit) {
     auto ok = green::spawn([] { green::sleep(5ms); });
     (void)killed.kill(false);
     std::vector<green::Greenlet<void>> gs{killed, ok};
-    EXPECT_EQ(green::joinall(gs, 5s, 0, true), 2u);
+    EXPECT_EQ(green::joinall(gs, 5s, true), 2u);
     EXPECT_TRUE(killed.killed());
     EXPECT_TRUE(ok.successful());
   });
@@ -114,13 +137,41 @@ TEST(Joinall, CountOneReturnsAfterAFailureWithoutRaising) {
     std::vector<green::Greenlet<void>> gs{sleeper, raiser};
     const auto t0 = Clock::now();
     std::size_t n = 0;
-    EXPECT_NO_THROW(n = green::joinall(gs, std::nullopt, 1, false));
+    EXPECT_NO_THROW(n = green::joinall(gs, std::nullopt, false, 1));
     EXPECT_EQ(n, 1u);
     EXPECT_LT(Clock::now() - t0, 2s);
     EXPECT_TRUE(raiser.ready());
     EXPECT_FALSE(sleeper.ready());
     EXPECT_NE(raiser.exception(), nullptr);
     EXPECT_TRUE(sleeper.kill());
+  });
+}
+
+TEST(Joinall, RaiseErrorAndCountInGeventsOrder) {
+  // joinall(gs, timeout, raise_error=True, count=1): the first to end failed,
+  // so it raises although count would have been satisfied anyway.
+  green::Runtime rt({.workers = 2});
+  rt.run([] {
+    auto sleeper = green::spawn([] { green::sleep(10s); });
+    auto raiser = green::spawn([] { throw MyError(4); });
+    Greenlets gs{sleeper, raiser};
+    try {
+      green::joinall(gs, 5s, true, 1);
+      ADD_FAILURE() << "joinall must raise";
+    } catch (const MyError& e) {
+      EXPECT_EQ(e.code, 4);
+    }
+    EXPECT_FALSE(sleeper.ready());
+    EXPECT_TRUE(sleeper.kill());
+  });
+}
+
+TEST(Joinall, NegativeCountIsRejected) {
+  green::Runtime rt({.workers = 1});
+  rt.run([] {
+    Greenlets gs{green::spawn([] {})};
+    EXPECT_THROW(green::joinall(gs, 5s, false, -1), green::Error);
+    EXPECT_EQ(green::joinall(gs, 5s, false, 1), 1u);
   });
 }
 
@@ -131,11 +182,11 @@ TEST(Joinall, CountStopsEarly) {
     gs.push_back(green::spawn([] {}));
     gs.push_back(green::spawn([] { green::sleep(1ms); }));
     gs.push_back(green::spawn([] { green::sleep(10s); }));
-    EXPECT_EQ(green::joinall(gs, std::nullopt, 2), 2u);
+    EXPECT_EQ(green::joinall(gs, std::nullopt, false, 2), 2u);
     EXPECT_FALSE(gs[2].ready());
     EXPECT_TRUE(gs[2].kill());
     // count larger than the range means all of them.
-    EXPECT_EQ(green::joinall(gs, 5s, 10), 3u);
+    EXPECT_EQ(green::joinall(gs, 5s, false, 10), 3u);
   });
 }
 
@@ -152,7 +203,7 @@ TEST(Joinall, TimeoutReturnsTheCountDoneSoFar) {
     const auto waited = Clock::now() - t0;
     EXPECT_GE(waited, 50ms);
     EXPECT_LT(waited, 2s);
-    EXPECT_TRUE(green::killall(gs, true, 5s));
+    EXPECT_TRUE(green::killall(gs, green::GreenletExit(), true, 5s));
   });
 }
 
@@ -179,7 +230,7 @@ TEST(Joinall, EmptyRange) {
     const auto t0 = Clock::now();
     EXPECT_EQ(green::joinall(none), 0u);
     EXPECT_EQ(green::joinall(none, 10ms), 0u);
-    EXPECT_EQ(green::joinall(none, std::nullopt, 1, true), 0u);
+    EXPECT_EQ(green::joinall(none, std::nullopt, true, 1), 0u);
     EXPECT_LT(Clock::now() - t0, 1s);
   });
 }
@@ -199,7 +250,7 @@ TEST(Joinall, FromAPlainThread) {
   auto slow = rt.spawn([] { green::sleep(10s); });
   auto bad = rt.spawn([] { throw MyError(4); });
   std::vector<green::Greenlet<void>> mixed{slow, bad};
-  EXPECT_THROW(green::joinall(mixed, 5s, 0, true), MyError);
+  EXPECT_THROW(green::joinall(mixed, 5s, true), MyError);
   EXPECT_EQ(green::joinall(mixed, 30ms), 1u);
   EXPECT_TRUE(slow.kill());
 }

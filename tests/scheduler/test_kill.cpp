@@ -123,7 +123,7 @@ TEST(Kill, Matrix) {
             const auto t0 = Clock::now();
             if (use_killall) {
               std::vector<green::Greenlet<void>> v{g};
-              const bool all = green::killall(v, block, std::nullopt, make_exc(exc));
+              const bool all = green::killall(v, make_exc(exc), block);
               if (block) {
                 EXPECT_TRUE(all);
               }
@@ -582,7 +582,7 @@ TEST(Kill, KillallNonBlocking) {
       }));
     ASSERT_TRUE(wait_until([&] { return entered.load() == 3; }));
     // One worker: nobody has unwound yet when killall returns.
-    EXPECT_FALSE(green::killall(gs, false));
+    EXPECT_FALSE(green::killall(gs, green::GreenletExit(), false));
     EXPECT_EQ(cleaned.load(), 0);
     EXPECT_EQ(green::joinall(gs, 5s), 3u);
     EXPECT_EQ(cleaned.load(), 3);
@@ -599,7 +599,7 @@ TEST(Kill, KillallWithCustomException) {
         green::sleep(10s);
         return 1;
       }));
-    EXPECT_TRUE(green::killall(gs, true, std::nullopt, std::make_exception_ptr(MyError(5))));
+    EXPECT_TRUE(green::killall(gs, MyError(5)));
     for (auto& g : gs) {
       EXPECT_FALSE(g.successful());
       EXPECT_THROW(g.get(), MyError);
@@ -625,14 +625,14 @@ TEST(Kill, KillallTimeoutWhenVictimsSwallowTheKill) {
       }));
     ASSERT_TRUE(wait_until([&] { return entered.load() == 3; }));
     const auto t0 = Clock::now();
-    EXPECT_FALSE(green::killall(gs, true, 200ms));
+    EXPECT_FALSE(green::killall(gs, green::GreenletExit(), true, 200ms));
     const auto waited = Clock::now() - t0;
     EXPECT_GE(waited, 200ms);
     EXPECT_LT(waited, 2s);
     EXPECT_EQ(caught.load(), 3);
     for (auto& g : gs) EXPECT_FALSE(g.ready());
     // Kill again: this time the handlers' sleeps are interrupted.
-    EXPECT_TRUE(green::killall(gs, true, 5s));
+    EXPECT_TRUE(green::killall(gs, green::GreenletExit(), true, 5s));
     for (auto& g : gs) EXPECT_TRUE(g.killed());
   });
 }
@@ -653,7 +653,7 @@ TEST(Kill, KillallTimeoutWhenVictimsHadNotStarted) {
         }
       }));
     const auto t0 = Clock::now();
-    EXPECT_TRUE(green::killall(gs, true, 200ms));
+    EXPECT_TRUE(green::killall(gs, green::GreenletExit(), true, 200ms));
     EXPECT_LT(Clock::now() - t0, 200ms + 1800ms);
     EXPECT_EQ(entered.load(), 0);
     for (auto& g : gs) EXPECT_TRUE(g.killed());
@@ -665,11 +665,11 @@ TEST(Kill, KillallOnEmptyAndDeadRanges) {
   rt.run([] {
     std::vector<green::Greenlet<int>> none;
     EXPECT_TRUE(green::killall(none));
-    EXPECT_TRUE(green::killall(none, false));
+    EXPECT_TRUE(green::killall(none, green::GreenletExit(), false));
     std::vector<green::Greenlet<int>> dead{green::spawn([] { return 1; }), green::spawn([] { return 2; })};
     EXPECT_EQ(green::joinall(dead), 2u);
     EXPECT_TRUE(green::killall(dead));
-    EXPECT_TRUE(green::killall(dead, false));
+    EXPECT_TRUE(green::killall(dead, green::GreenletExit(), false));
     EXPECT_EQ(dead[0].get(), 1);
     EXPECT_EQ(dead[1].get(), 2);
   });
@@ -704,12 +704,12 @@ TEST(Kill, KillallKillsADuplicateOnlyOnce) {
       std::vector<green::Greenlet<void>> all{victim};
       all.insert(all.end(), fillers.begin(), fillers.end());
       all.push_back(victim);
-      return green::killall(all, true, 5s);
+      return green::killall(all, green::GreenletExit(), true, 5s);
     });
     EXPECT_TRUE(killer.get());
     EXPECT_TRUE(victim.join(5s));
     EXPECT_EQ(kills_seen.load(), 1) << "a duplicate in killall was killed twice";
-    EXPECT_TRUE(green::killall(fillers, true, 5s));
+    EXPECT_TRUE(green::killall(fillers, green::GreenletExit(), true, 5s));
   }
 }
 

@@ -51,11 +51,11 @@ TEST(Timeout, FiresAroundSleep) {
   });
 }
 
-TEST(Timeout, ErrorIsAGreenError) {
+TEST(Timeout, ErrorIsAGreenBaseException) {
   green::Runtime rt({.workers = 1});
   rt.run([] {
     green::Timeout t(1ms);
-    EXPECT_THROW(green::sleep(10s), green::Error);
+    EXPECT_THROW(green::sleep(10s), green::BaseException);
   });
 }
 

@@ -3,6 +3,7 @@
 
 #include "green/current.hpp"
 #include "green/errors.hpp"
+#include "green/getcurrent.hpp"
 #include "green/greenlet.hpp"
 #include "green/local.hpp"
 #include "green/nursery.hpp"

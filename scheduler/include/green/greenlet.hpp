@@ -23,11 +23,14 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -106,6 +109,24 @@ concept Spawnable = !std::is_same_v<std::decay_t<F>, SpawnOptions> &&
 
 }  // namespace detail
 
+// Names one callback registered by Greenlet::link(), link_value() or
+// link_exception(), for Greenlet::unlink() (gevent unlinks by the callback
+// itself; std::function has no identity, so green returns this instead).
+// Copyable; an empty Link (default-constructed) unlinks nothing.
+class Link {
+ public:
+  Link() = default;
+
+ private:
+  template <class>
+  friend class Greenlet;
+  enum State : std::uint8_t { kPending, kFired, kUnlinked };
+  Link(std::shared_ptr<std::atomic<State>> state, const detail::Fiber* owner)
+      : state_(std::move(state)), owner_(owner) {}
+  std::shared_ptr<std::atomic<State>> state_;
+  const detail::Fiber* owner_ = nullptr;
+};
+
 // Handle of a green thread whose body returns T.
 template <class T>
 class Greenlet {
@@ -166,14 +187,36 @@ class Greenlet {
 
   // Calls callback(*this) once it has ended, in the green thread that ends it
   // (at once, in the caller, if it already has). Callbacks run in the order
-  // they were linked; an exception from one is reported and dropped.
-  void link(std::function<void(Greenlet)> callback) const {
-    fiber().link([cb = std::move(callback)](detail::Fiber& f) {
-      auto* rf = static_cast<detail::ResultFiber<T>*>(&f);
-      rf->add_ref();
-      cb(Greenlet(rf));
-    });
+  // they were linked; an exception from one is reported and dropped. The
+  // returned Link names this registration for unlink().
+  Link link(std::function<void(Greenlet)> callback) const {
+    return add_link(std::move(callback), [](const detail::Fiber&) { return true; });
   }
+  // link(), but only if it ends successful() (a return, or a kill by
+  // GreenletExit, as gevent's link_value).
+  Link link_value(std::function<void(Greenlet)> callback) const {
+    return add_link(std::move(callback), [](const detail::Fiber& f) { return !f.error; });
+  }
+  // link(), but only if it ends with an exception other than GreenletExit
+  // (gevent's link_exception).
+  Link link_exception(std::function<void(Greenlet)> callback) const {
+    return add_link(std::move(callback), [](const detail::Fiber& f) { return f.error != nullptr; });
+  }
+  // Withdraws a callback that link(), link_value() or link_exception() of
+  // this green thread registered. True if it will now never run; false if it
+  // already ran or is running, was already withdrawn, or `l` belongs to
+  // another green thread (gevent's unlink, which ignores unknown callbacks).
+  // Any thread may call it, and a callback may unlink one linked after it
+  // while the links run: that one does not run. Non-blocking; the callback
+  // itself is destroyed when the green thread ends.
+  bool unlink(const Link& l) const noexcept {
+    if (!l.state_ || l.owner_ != f_.get()) return false;
+    auto pending = Link::kPending;
+    return l.state_->compare_exchange_strong(pending, Link::kUnlinked, std::memory_order_acq_rel);
+  }
+
+  // Handles to the same green thread compare equal (and hash alike).
+  friend bool operator==(const Greenlet& a, const Greenlet& b) noexcept { return a.f_ == b.f_; }
 
   detail::Fiber* raw() const noexcept { return f_.get(); }
 
@@ -181,6 +224,21 @@ class Greenlet {
   detail::ResultFiber<T>& fiber() const {
     if (!f_) throw Error("green::Greenlet: empty handle");
     return *f_;
+  }
+  template <class When>
+  Link add_link(std::function<void(Greenlet)> callback, When when) const {
+    auto& f = fiber();
+    Link handle(std::make_shared<std::atomic<Link::State>>(Link::kPending), &f);
+    f.link([cb = std::move(callback), state = handle.state_, when](detail::Fiber& done) {
+      auto pending = Link::kPending;
+      // Claimed before the filter: an unlink() afterwards reports false.
+      if (!state->compare_exchange_strong(pending, Link::kFired, std::memory_order_acq_rel)) return;
+      if (!when(done)) return;
+      auto* rf = static_cast<detail::ResultFiber<T>*>(&done);
+      rf->add_ref();
+      cb(Greenlet(rf));
+    });
+    return handle;
   }
   decltype(auto) get_until(detail::Deadline deadline) const {
     auto& f = fiber();
@@ -242,45 +300,89 @@ auto spawn_later(detail::Clock::duration delay, F&& fn, Args&&... args) {
 // Waits for the green threads in `greenlets` (any range of Greenlet<...>)
 // to end, at most `timeout`. Returns the number that ended.
 //
-// joinall(gs, timeout, count, raise_error): stop once `count` have ended
-// (0 = all). With raise_error, stop at the first failure and rethrow it:
-// green threads that had already ended when joinall was called are looked
-// at first, in the order given (as gevent does); after that, failures are
-// seen in the order they happen.
-template <class Range>
-std::size_t joinall(const Range& greenlets,
-                    std::optional<detail::Clock::duration> timeout = std::nullopt,
-                    std::size_t count = 0, bool raise_error = false) {
+// joinall(gs, timeout, raise_error, count), in gevent's order: stop once
+// `count` have ended (0 = all). With raise_error, stop at the first failure
+// and rethrow it: green threads that had already ended when joinall was
+// called are looked at first, in the order given (as gevent does); after
+// that, failures are seen in the order they happen. A green thread ended by
+// a kill (GreenletExit) is not a failure.
+//
+// raise_error must be a bool and count an integer that is not a bool: the
+// order (count, raise_error) that green used before gevent's does not
+// compile, so a call written either way cannot silently mean the other.
+// A negative count throws Error. Blocking as Greenlet::join (green or plain
+// thread; honours Timeout scopes and kill of the caller).
+template <class Range, class RaiseError = bool, class Count = std::size_t>
+  requires std::same_as<RaiseError, bool> && std::integral<Count> && (!std::same_as<Count, bool>)
+std::size_t joinall(const Range& greenlets, std::optional<detail::Clock::duration> timeout = std::nullopt,
+                    RaiseError raise_error = false, Count count = 0) {
+  if constexpr (std::is_signed_v<Count>) {
+    if (count < 0) throw Error("green::joinall: negative count");
+  }
   std::vector<detail::Fiber*> fibers;
   for (const auto& g : greenlets) fibers.push_back(g.raw());
   const auto deadline = timeout ? detail::deadline_after(*timeout) : detail::kNoDeadline;
-  return detail::join_many(fibers, deadline, count, raise_error).size();
+  return detail::join_many(fibers, deadline, static_cast<std::size_t>(count), raise_error).size();
 }
 
-// Kills every green thread in `greenlets` with GreenletExit (or `exc`) and,
-// with block, waits up to `timeout` for all of them to end; returns whether
-// all have. Each is killed once even if it appears twice.
+namespace detail {
+// Kills each green thread of `greenlets` once with `exc`; with block, waits
+// up to `deadline` for all of them. Returns whether all have ended.
 template <class Range>
-bool killall(const Range& greenlets, bool block = true,
-             std::optional<detail::Clock::duration> timeout = std::nullopt,
-             std::exception_ptr exc = nullptr) {
-  std::vector<detail::Fiber*> seen;
+bool kill_all(const Range& greenlets, std::exception_ptr exc, bool block, Deadline deadline) {
+  std::vector<Fiber*> seen;
   for (const auto& g : greenlets) {
     // Once each: a duplicate could otherwise be killed again after it
     // already took (and perhaps caught) the first exception.
     if (std::find(seen.begin(), seen.end(), g.raw()) != seen.end()) continue;
     seen.push_back(g.raw());
-    g.kill_ptr(exc, false, detail::kNoDeadline);
+    g.kill_ptr(exc, false, kNoDeadline);
   }
   if (!block) {
     for (const auto& g : greenlets)
       if (!g.ready()) return false;
     return true;
   }
-  std::vector<detail::Fiber*> fibers;
+  std::vector<Fiber*> fibers;
   for (const auto& g : greenlets) fibers.push_back(g.raw());
+  return join_many(fibers, deadline, 0, false).size() == fibers.size();
+}
+}  // namespace detail
+
+// Kills every green thread in `greenlets` with GreenletExit and waits until
+// all have ended; returns true. Each is killed once even if it appears twice.
+template <class Range>
+bool killall(const Range& greenlets) {
+  return detail::kill_all(greenlets, nullptr, true, detail::kNoDeadline);
+}
+
+// killall(gs, exception, block, timeout), in gevent's order: kills every
+// green thread in `greenlets` with `exception` (an exception object, or a
+// std::exception_ptr; null means GreenletExit) and, with block, waits up to
+// `timeout` for all of them to end. Returns whether all have ended (without
+// block: whether all had already). The exception comes first, as in gevent:
+// a bool there (green's old killall(gs, block, timeout, exc)) does not
+// compile. Blocking as joinall().
+template <class Range, class E>
+  requires(!std::same_as<std::decay_t<E>, bool>)
+bool killall(const Range& greenlets, E&& exception, bool block = true,
+             std::optional<detail::Clock::duration> timeout = std::nullopt) {
+  std::exception_ptr exc;
+  if constexpr (std::is_same_v<std::decay_t<E>, std::exception_ptr>) {
+    exc = std::forward<E>(exception);
+  } else {
+    exc = std::make_exception_ptr(std::forward<E>(exception));
+  }
   const auto deadline = timeout ? detail::deadline_after(*timeout) : detail::kNoDeadline;
-  return detail::join_many(fibers, deadline, 0, false).size() == fibers.size();
+  return detail::kill_all(greenlets, std::move(exc), block, deadline);
 }
 
 }  // namespace green
+
+// Greenlet handles hash by the green thread they name.
+template <class T>
+struct std::hash<green::Greenlet<T>> {
+  std::size_t operator()(const green::Greenlet<T>& g) const noexcept {
+    return std::hash<const void*>{}(g.raw());
+  }
+};

@@ -27,6 +27,7 @@
 
 #include "green/current.hpp"
 #include "green/detail/park_on.hpp"
+#include "green/detail/wait_source.hpp"
 #include "green/errors.hpp"
 
 namespace green {
@@ -70,6 +71,16 @@ class AsyncResult {
   std::exception_ptr exception() const noexcept {
     return state_.load(std::memory_order_acquire) == kError ? error_ : nullptr;
   }
+  // gevent's done() (the concurrent.futures name for ready()).
+  bool done() const noexcept { return ready(); }
+  // gevent's `value`: the stored value, or null while none is stored (not
+  // ready, or an exception was stored). Never blocks; the pointee lives as
+  // long as this AsyncResult.
+  const T* value() const noexcept
+    requires(!std::is_void_v<T>)
+  {
+    return successful() ? &*value_ : nullptr;
+  }
 
   // Waits until ready; returns true.
   bool wait() { return wait_until(detail::kNoDeadline); }
@@ -88,6 +99,8 @@ class AsyncResult {
   }
 
  private:
+  template <class>
+  friend struct detail::WaitSourceFor;  // green::wait() watches waiters_
   enum : int { kEmpty, kValue, kError };
 
   void check_unset() const {
@@ -128,3 +141,27 @@ class AsyncResult {
 };
 
 }  // namespace green
+
+namespace green::detail {
+// green::wait(): ready once a value or an exception is stored; publish()
+// wakes waiters_ with no hand-off.
+template <class T>
+struct WaitSourceFor<AsyncResult<T>> {
+  static void* address(AsyncResult<T>& r) noexcept { return &r; }
+  static bool ready(const void* r) { return static_cast<const AsyncResult<T>*>(r)->ready(); }
+  static bool enlist(void* p, Waiter& w) {
+    auto& r = *static_cast<AsyncResult<T>*>(p);
+    std::lock_guard g(r.lock_);
+    if (r.ready()) return false;
+    r.waiters_.push_back(w);
+    return true;
+  }
+  static void unlist(void* p, Waiter& w) noexcept {
+    auto& r = *static_cast<AsyncResult<T>*>(p);
+    std::lock_guard g(r.lock_);
+    r.waiters_.remove(w);
+  }
+  static constexpr WaitSourceOps ops{&ready, nullptr, &enlist, &unlist};
+};
+}  // namespace green::detail
+

@@ -18,8 +18,11 @@
 
 #include <atomic>
 
+#include <mutex>
+
 #include "green/current.hpp"
 #include "green/detail/park_on.hpp"
+#include "green/detail/wait_source.hpp"
 
 namespace green {
 
@@ -43,6 +46,8 @@ class Event {
   bool wait(Clock::duration timeout);
 
  private:
+  template <class>
+  friend struct detail::WaitSourceFor;  // green::wait() watches waiters_
   bool wait_until(detail::Deadline deadline);
 
   // acquire/release: what the setter wrote before set() is visible to a
@@ -53,3 +58,26 @@ class Event {
 };
 
 }  // namespace green
+
+namespace green::detail {
+// green::wait(): ready once set; set() wakes waiters_ with no hand-off.
+template <>
+struct WaitSourceFor<Event> {
+  static void* address(Event& e) noexcept { return &e; }
+  static bool ready(const void* e) { return static_cast<const Event*>(e)->is_set(); }
+  static bool enlist(void* p, Waiter& w) {
+    auto& e = *static_cast<Event*>(p);
+    std::lock_guard g(e.lock_);
+    if (e.flag_.load(std::memory_order_relaxed)) return false;
+    e.waiters_.push_back(w);
+    return true;
+  }
+  static void unlist(void* p, Waiter& w) noexcept {
+    auto& e = *static_cast<Event*>(p);
+    std::lock_guard g(e.lock_);
+    e.waiters_.remove(w);
+  }
+  static constexpr WaitSourceOps ops{&ready, nullptr, &enlist, &unlist};
+};
+}  // namespace green::detail
+

@@ -40,7 +40,11 @@
 // or plain thread. An imap result object is used by one party at a time.
 #pragma once
 
+#include <concepts>
 #include <cstddef>
+#include <exception>
+#include <optional>
+#include <type_traits>
 #include <utility>
 
 #include "green/current.hpp"
@@ -117,6 +121,40 @@ class Group {
   bool kill(bool block = true) { return kill_until(block, detail::kNoDeadline); }
   bool kill(Clock::duration timeout) { return kill_until(true, detail::deadline_after(timeout)); }
 
+  // gevent's killone(greenlet, exception, block, timeout): kills member `g`
+  // with `exception` (GreenletExit by default; an exception object or a
+  // std::exception_ptr) unless it is no member or was already killed
+  // through the group (kill() or killone(): each member is killed once).
+  // With block, waits at most `timeout` for g to end, member or not.
+  // Returns g.ready(). A bool in the exception's place does not compile.
+  template <class T, class E = GreenletExit>
+    requires(!std::same_as<std::decay_t<E>, bool>)
+  bool killone(const Greenlet<T>& g, E&& exception = E{}, bool block = true,
+               std::optional<Clock::duration> timeout = std::nullopt) {
+    if (!g.valid()) throw Error("green::Group::killone: empty Greenlet");
+    if (core_->take_unkilled(g.raw())) {
+      std::exception_ptr exc;
+      if constexpr (std::is_same_v<std::decay_t<E>, std::exception_ptr>) {
+        exc = std::forward<E>(exception);
+      } else {
+        exc = std::make_exception_ptr(std::forward<E>(exception));
+      }
+      g.kill_ptr(std::move(exc), false, detail::kNoDeadline);
+    }
+    if (block) return timeout ? g.join(*timeout) : g.join();
+    return g.ready();
+  }
+
+  // gevent's discard(greenlet): stops tracking member `g` without killing
+  // it. It leaves size() and contains() at once, a join() no longer waits
+  // for it, and in a Pool its slot is free at once. Returns false (and does
+  // nothing) when g is no member, or is running a call of map() or imap(),
+  // which must see it end. Non-blocking.
+  template <class T>
+  bool discard(const Greenlet<T>& g) {
+    return core_->discard(g.raw());
+  }
+
   // ---- running calls -------------------------------------------------------------
   // Runs fn(args...) in a member and returns its result (or rethrows). Called
   // from a member of this group it runs fn inline, so a Pool(1) can apply()
@@ -128,6 +166,28 @@ class Group {
   // (void when fn returns void). See the header comment for failures.
   template <class F, class Range>
   auto map(F fn, Range&& inputs);
+
+  // gevent's apply_async: runs fn(args...) in a member and returns at once,
+  // never waiting for a slot; the returned Greenlet's result is fn's (or
+  // its exception). If a slot is free now, the Greenlet is the member
+  // itself. In a full Pool it is a helper green thread, not yet a member,
+  // that waits for a slot (first come, first served with spawn()), becomes
+  // a member and calls fn itself; so join() and size() see it only from
+  // then on, and killing the helper while it waits cancels the call.
+  // gevent's callback argument is link_value() on the result (it runs when
+  // fn returns, in the green thread that ran it). Spawning from a plain
+  // thread needs the Runtime given to the constructor.
+  template <class F, class... Args>
+    requires detail::Spawnable<F, Args...>
+  auto apply_async(F&& fn, Args&&... args);
+
+  // gevent's map_async: map(fn, inputs) in a green thread of its own (not a
+  // member), spawned now; its result is map's vector (or its exception).
+  // `inputs` is copied or moved into it. The Group must outlive that green
+  // thread: join it, or kill it, before destroying the Group (kill cleans
+  // up as map does: the calls it started are killed and joined).
+  template <class F, class Range>
+  auto map_async(F fn, Range&& inputs);
 
   // Lazy, ordered: results as the loop reaches them. `window` bounds the
   // calls started and not yet read (0: the pool's size; a Group: 64).

@@ -47,6 +47,7 @@
 
 #include "green/current.hpp"
 #include "green/detail/queue_core.hpp"
+#include "green/detail/wait_source.hpp"
 #include "green/errors.hpp"
 
 namespace green {
@@ -127,12 +128,15 @@ struct RendezvousStore {
   static constexpr bool kHoldsItems = false;
 };
 
+struct QueueWaitSource;
+
 // A queue of T kept in Store: the item storage and the moves that depend on
 // T. The protocol (who waits, who is served, close, timeouts) is QueueCore's,
 // compiled once for every item type.
 template <class T, class Store>
 class BasicQueue : protected QueueCore {
   static_assert(std::movable<T>, "green queues need a movable item type");
+  friend struct QueueWaitSource;  // green::wait() reaches the core
 
  public:
   using value_type = T;
@@ -319,3 +323,35 @@ class JoinableQueue : public Queue<T> {
 };
 
 }  // namespace green
+
+namespace green::detail {
+// green::wait() on a queue that holds items: see QueueCore::watch_ready().
+// (A Channel stores nothing, so it has no WaitSourceFor.)
+struct QueueWaitSource {
+  template <class T, class Store>
+  static void* core(BasicQueue<T, Store>& q) noexcept {
+    return static_cast<QueueCore*>(&q);
+  }
+  static bool ready(const void* q) { return static_cast<const QueueCore*>(q)->watch_ready(); }
+  static bool enlist(void* q, Waiter& w) { return static_cast<QueueCore*>(q)->watch_enlist(w); }
+  static void unlist(void* q, Waiter& w) noexcept { static_cast<QueueCore*>(q)->watch_unlist(w); }
+  static constexpr WaitSourceOps ops{&ready, nullptr, &enlist, &unlist};
+};
+template <class T>
+struct WaitSourceFor<Queue<T>> : QueueWaitSource {
+  static void* address(Queue<T>& q) noexcept { return core(q); }
+};
+template <class T>
+struct WaitSourceFor<LifoQueue<T>> : QueueWaitSource {
+  static void* address(LifoQueue<T>& q) noexcept { return core(q); }
+};
+template <class T, class Compare>
+struct WaitSourceFor<PriorityQueue<T, Compare>> : QueueWaitSource {
+  static void* address(PriorityQueue<T, Compare>& q) noexcept { return core(q); }
+};
+template <class T>
+struct WaitSourceFor<JoinableQueue<T>> : QueueWaitSource {
+  static void* address(JoinableQueue<T>& q) noexcept { return core(q); }
+};
+}  // namespace green::detail
+

@@ -9,3 +9,4 @@
 #include "green/pool.hpp"
 #include "green/queue.hpp"
 #include "green/semaphore.hpp"
+#include "green/wait.hpp"

@@ -48,12 +48,14 @@ inline Deadline deadline_after(Clock::duration timeout) noexcept {
 }
 
 
-// One green::Timeout scope; lives on the green thread's stack, innermost first.
+// One pending green::Timeout; lives in the Timeout, linked into its green
+// thread's list, most recently started first.
 struct TimeoutScope {
   TimeoutScope* outer = nullptr;
   Deadline deadline = kNoDeadline;
   std::uint64_t id = 0;
   bool fired = false;
+  std::exception_ptr exception;  // thrown when it fires; null: TimeoutError
 };
 
 // Where a green thread's children go: green::Nursery implements it. A green

@@ -112,6 +112,15 @@ class GroupCore {
   // Members not killed through the group yet, marked as killed now: a
   // second Group::kill() does not shoot a member that caught the first.
   std::vector<boost::intrusive_ptr<Fiber>> take_unkilled();
+  // take_unkilled() for the one member f: true if f is a member not killed
+  // through the group yet (it is marked killed now).
+  bool take_unkilled(const Fiber* f);
+  // Stops tracking member f without killing it: it leaves size() and
+  // contains() and its slot is free at once. False when f is no member, or
+  // one that a map() follows (map's books need it). The entry itself stays
+  // reserved until f ends (its listener is not withdrawn, so no lock order
+  // is crossed), and is then reused.
+  bool discard(const Fiber* f);
 
   // ---- waiting ---------------------------------------------------------------
   // Until no member is left; false if the deadline passed first.
@@ -131,6 +140,7 @@ class GroupCore {
     Fiber* fiber = nullptr;  // holds a reference; null: a free entry
     MemberWatch* watch = nullptr;
     bool killed = false;     // by Group::kill()
+    bool discarded = false;  // by Group::discard(): counts for nothing
     void finished(Fiber& f) noexcept override;
   };
   // Takes a slot and an entry for f under `lk`; null when no slot came.
@@ -154,5 +164,8 @@ class GroupCore {
   WaitList slot_waiters_;              // handed a slot, FIFO
   WaitList available_waiters_;         // wait_available(): woken on any free slot
 };
+
+inline void intrusive_ptr_add_ref(GroupCore* c) noexcept { c->add_ref(); }
+inline void intrusive_ptr_release(GroupCore* c) noexcept { c->release(); }
 
 }  // namespace green::detail

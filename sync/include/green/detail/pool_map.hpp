@@ -16,10 +16,13 @@
 #include <mutex>
 #include <optional>
 #include <ranges>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
+
+#include <boost/intrusive_ptr.hpp>
 
 #include "green/detail/group_core.hpp"
 #include "green/local.hpp"
@@ -414,6 +417,36 @@ auto Group::apply(F&& fn, Args&&... args) {
 template <class F, class Range>
 auto Group::map(F fn, Range&& inputs) {
   return detail::MapCall<F, Range>(*this, fn, inputs).results();
+}
+
+template <class F, class... Args>
+  requires detail::Spawnable<F, Args...>
+auto Group::apply_async(F&& fn, Args&&... args) {
+  using R = detail::SpawnResult<F, Args...>;
+  if (core_->free_count() > 0) {
+    try {
+      return spawn_member(SpawnOptions{}, detail::kNoDeadline, false, nullptr, std::forward<F>(fn),
+                          std::forward<Args>(args)...);
+    } catch (const PoolFull&) {  // taken meanwhile: fall through to the helper
+    }
+  }
+  // The helper keeps the books alive while it waits (the Group may go).
+  boost::intrusive_ptr<detail::GroupCore> core(core_);
+  auto call = [core, fn = std::decay_t<F>(std::forward<F>(fn)),
+               args = std::make_tuple(std::decay_t<Args>(std::forward<Args>(args))...)]() mutable -> R {
+    // Becomes a member itself, waiting for a slot; its end frees the slot.
+    core->admit_existing(detail::current_fiber(), detail::kNoDeadline, true);
+    return std::apply(fn, std::move(args));
+  };
+  return detail::spawn_on(rt_, SpawnOptions{}, detail::Deadline{}, std::move(call));
+}
+
+template <class F, class Range>
+auto Group::map_async(F fn, Range&& inputs) {
+  return detail::spawn_on(rt_, SpawnOptions{}, detail::Deadline{},
+                          [this, fn = std::move(fn), inputs = std::decay_t<Range>(std::forward<Range>(inputs))]() mutable {
+                            return map(fn, inputs);
+                          });
 }
 
 template <class F, class Range>

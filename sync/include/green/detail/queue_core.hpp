@@ -53,6 +53,13 @@ class QueueCore {
   void close();
   bool closed() const;
 
+  // green::wait()'s watch (wait_source.hpp): ready when a get() would not
+  // block (an item is stored, or the queue is closed); enlisted on the
+  // peekers' list, which a stored item and close() wake with no hand-off.
+  bool watch_ready() const;
+  bool watch_enlist(Waiter& w);
+  void watch_unlist(Waiter& w) noexcept;
+
  protected:
   QueueCore(std::size_t capacity, const QueueOps& ops) noexcept : ops_(ops), capacity_(capacity) {}
   // Destroying a queue that somebody still waits on is a bug in the caller.
