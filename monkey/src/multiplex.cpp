@@ -5,11 +5,10 @@
 //
 // ONE WAIT. poll and ppoll are one poll_green(); select and pselect turn
 // their fd_sets into a pollfd array and back around it. poll_green tries
-// poll(2) with a zero timeout and, with nothing ready, waits: on one fd for
-// one direction, with green's fd wait on the fd itself (wait_one), as a
-// hooked read does; otherwise in wait_any: a private epoll instance watching
-// the fds level-triggered, which is itself readable once any of them is,
-// and on which the green thread waits with green's fd wait (the hub). epoll_wait waits on the user's epoll fd itself
+// poll(2) with a zero timeout and, with nothing ready, waits in wait_any: a
+// private epoll instance watching the fds level-triggered, which is itself
+// readable once any of them is, and on which the green thread waits with
+// green's fd wait (the hub). epoll_wait waits on the user's epoll fd itself
 // the same way (hooks.cpp's wait_ready), then calls epoll_wait with a zero
 // timeout.
 //
@@ -188,32 +187,6 @@ namespace {
 
 // ---- poll, ppoll -------------------------------------------------------------------
 
-// One fd waited on for one direction, the common poll (libpq, hiredis and
-// libcurl wait so between a send and its answer): the fd's own wait in io,
-// as a hooked read's, without wait_any's private epoll instance (created,
-// registered, waited on and closed: five system calls more per wait). As
-// wait_any, 0 means "maybe ready": the caller polls again, and a close()
-// meanwhile shows as POLLNVAL then. Another green thread already waiting
-// on the fd that way (kBusy), an fd io cannot watch (kFailed), or other
-// events asked (POLLPRI, both directions) take wait_any.
-int wait_one(const Ops* o, const pollfd& p, std::int64_t deadline) noexcept {
-  constexpr short kIn = POLLIN | POLLRDNORM, kOut = POLLOUT | POLLWRNORM;
-  const bool reading = (p.events & kIn) && !(p.events & ~(kIn | POLLRDHUP));
-  const bool writing = (p.events & kOut) && !(p.events & ~kOut);
-  if (p.fd < 0 || reading == writing) return wait_any(o, &p, 1, deadline);
-  int error = 0;
-  const int r = o->wait_fd(p.fd, reading, deadline, &error);
-  switch (r) {
-    case monkey_detail::kBusy:
-    case monkey_detail::kFailed:
-      return wait_any(o, &p, 1, deadline);
-    case monkey_detail::kClosed:
-      return 0;
-    default:
-      return wait_errno(o, r, error);
-  }
-}
-
 // poll(2) on a green thread until `deadline`: the count of ready fds, 0 at
 // the deadline, -1 with errno.
 int poll_green(const Ops* o, pollfd* fds, nfds_t n, std::int64_t deadline) noexcept {
@@ -228,7 +201,7 @@ int poll_green(const Ops* o, pollfd* fds, nfds_t n, std::int64_t deadline) noexc
   for (;;) {
     const int r = mreal().poll(fds, n, 0);
     if (r != 0) return r;
-    const int e = n == 1 ? wait_one(o, fds[0], deadline) : wait_any(o, fds, n, deadline);
+    const int e = wait_any(o, fds, n, deadline);
     if (e == EAGAIN) return 0;  // the deadline: nothing ready
     if (e != 0) {
       errno = e;
