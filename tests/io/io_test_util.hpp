@@ -4,6 +4,7 @@
 #pragma once
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -127,6 +128,44 @@ bool wait_parked(const green::Runtime& rt, const G& g, const std::string& reason
   const std::uint64_t id = g.id();
   return green::testing::wait_until([&] { return parked_in(rt, id, reason); }, limit);
 }
+
+// A non-blocking pipe whose ends are closed with green::close_fd (they may
+// be registered with a hub).
+struct Pipe {
+  int r = -1, w = -1;
+  Pipe() {
+    int fds[2];
+    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) throw green::SystemError(errno, "pipe2");
+    r = fds[0];
+    w = fds[1];
+  }
+  ~Pipe() {
+    green::close_fd(r);
+    green::close_fd(w);
+  }
+  Pipe(const Pipe&) = delete;
+  Pipe& operator=(const Pipe&) = delete;
+
+  void put(const std::string& s) const { ASSERT_EQ(::write(w, s.data(), s.size()), static_cast<ssize_t>(s.size())); }
+  std::string take() const {
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(r, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+    return out;
+  }
+  // Writes until the pipe is full; returns the bytes written.
+  std::size_t fill() const {
+    std::size_t total = 0;
+    const std::string chunk(4096, 'f');
+    for (;;) {
+      const ssize_t n = ::write(w, chunk.data(), chunk.size());
+      if (n <= 0) break;
+      total += static_cast<std::size_t>(n);
+    }
+    return total;
+  }
+};
 
 // Milliseconds since t0, for messages.
 inline long long ms_since(Clock::time_point t0) {

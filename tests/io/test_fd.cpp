@@ -30,46 +30,9 @@ namespace {
 
 using green::io_testing::Clock;
 using green::io_testing::ms_since;
+using green::io_testing::Pipe;
 using green::io_testing::wait_parked;
 using green::testing::wait_until;
-
-// A non-blocking pipe whose ends are closed with green::close_fd (they may
-// be registered with a hub).
-struct Pipe {
-  int r = -1, w = -1;
-  Pipe() {
-    int fds[2];
-    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) throw green::SystemError(errno, "pipe2");
-    r = fds[0];
-    w = fds[1];
-  }
-  ~Pipe() {
-    green::close_fd(r);
-    green::close_fd(w);
-  }
-  Pipe(const Pipe&) = delete;
-  Pipe& operator=(const Pipe&) = delete;
-
-  void put(const std::string& s) const { ASSERT_EQ(::write(w, s.data(), s.size()), static_cast<ssize_t>(s.size())); }
-  std::string take() const {
-    std::string out;
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::read(r, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
-    return out;
-  }
-  // Writes until the pipe is full; returns the bytes written.
-  std::size_t fill() const {
-    std::size_t total = 0;
-    const std::string chunk(4096, 'f');
-    for (;;) {
-      const ssize_t n = ::write(w, chunk.data(), chunk.size());
-      if (n <= 0) break;
-      total += static_cast<std::size_t>(n);
-    }
-    return total;
-  }
-};
 
 // What a waiter on a closed fd saw: its errno, or -1 if it returned.
 int errno_of_wait(int fd) {

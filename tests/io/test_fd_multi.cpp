@@ -26,28 +26,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct Pipe {
-  int r = -1, w = -1;
-  Pipe() {
-    int fds[2];
-    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) throw green::SystemError(errno, "pipe2");
-    r = fds[0];
-    w = fds[1];
-  }
-  ~Pipe() {
-    green::close_fd(r);
-    green::close_fd(w);
-  }
-  Pipe(const Pipe&) = delete;
-  Pipe& operator=(const Pipe&) = delete;
-  void put(const std::string& s) const { ASSERT_EQ(::write(w, s.data(), s.size()), static_cast<ssize_t>(s.size())); }
-  std::size_t fill() const {
-    std::size_t total = 0;
-    const std::string chunk(4096, 'f');
-    for (ssize_t n; (n = ::write(w, chunk.data(), chunk.size())) > 0;) total += static_cast<std::size_t>(n);
-    return total;
-  }
-};
+using green::io_testing::Pipe;
 
 TEST(GreenPoll, ReturnsTheReadySetOfOneWait) {
   green::Runtime rt({.workers = 1});
