@@ -127,14 +127,19 @@ class Link {
   const detail::Fiber* owner_ = nullptr;
 };
 
-// Handle of a green thread whose body returns T.
-template <class T>
-class Greenlet {
+// A handle to a green thread with its result type forgotten: every
+// Greenlet<T> is one (a base class), so green threads of mixed result types
+// can be kept in one std::unordered_set<GreenletRef>, and getcurrent()
+// (green/getcurrent.hpp) can return one for a green thread whose body's
+// type the caller does not know. It can be compared (==, the same green
+// thread), hashed, joined, killed and asked for its state; the result
+// itself is reached only through the typed Greenlet<T>. Ownership and
+// blocking as Greenlet<T> (this header's top comment).
+class GreenletRef {
  public:
-  using value_type = T;
-
-  Greenlet() = default;
-  explicit Greenlet(detail::ResultFiber<T>* f) : f_(f, false) {}  // adopts one reference
+  GreenletRef() = default;
+  // Takes a reference of its own.
+  explicit GreenletRef(detail::Fiber* f) noexcept : f_(f) {}
 
   bool valid() const noexcept { return f_ != nullptr; }
   std::uint64_t id() const { return fiber().id; }
@@ -155,17 +160,10 @@ class Greenlet {
   // exception observed, so it is not reported on stderr.
   std::exception_ptr exception() const { return ready() ? fiber().observe_error() : nullptr; }
 
-  // Waits until it ends; false if the timeout passed first.
+  // Waits until it ends; false if the timeout passed first. A green thread
+  // cannot join itself (Error).
   bool join() const { return fiber().join(detail::kNoDeadline); }
   bool join(detail::Clock::duration timeout) const { return fiber().join(detail::deadline_after(timeout)); }
-
-  // Waits until it ends and returns its result (a reference valid while this
-  // handle lives), or rethrows its exception. Throws GreenletExit if it was
-  // killed, and TimeoutError (scope_id 0) if the timeout passes first.
-  decltype(auto) get() const { return get_until(detail::kNoDeadline); }
-  decltype(auto) get(detail::Clock::duration timeout) const {
-    return get_until(detail::deadline_after(timeout));
-  }
 
   // Raises `exc` (GreenletExit by default) in the green thread at its current
   // or next blocking call; a green thread killed before it started never runs
@@ -183,6 +181,40 @@ class Greenlet {
   }
   bool kill_ptr(std::exception_ptr exc, bool block, detail::Deadline deadline) const {
     return fiber().kill(std::move(exc), block, deadline);
+  }
+
+  // Handles to the same green thread compare equal (and hash alike).
+  friend bool operator==(const GreenletRef& a, const GreenletRef& b) noexcept { return a.f_ == b.f_; }
+
+  detail::Fiber* raw() const noexcept { return f_.get(); }
+
+ protected:
+  // Adopts the reference it is given (spawn's).
+  GreenletRef(detail::Fiber* f, bool add_ref) noexcept : f_(f, add_ref) {}
+  detail::Fiber& fiber() const {
+    if (!f_) throw Error("green::Greenlet: empty handle");
+    return *f_;
+  }
+
+ private:
+  boost::intrusive_ptr<detail::Fiber> f_;
+};
+
+// Handle of a green thread whose body returns T.
+template <class T>
+class Greenlet : public GreenletRef {
+ public:
+  using value_type = T;
+
+  Greenlet() = default;
+  explicit Greenlet(detail::ResultFiber<T>* f) : GreenletRef(f, false) {}  // adopts one reference
+
+  // Waits until it ends and returns its result (a reference valid while this
+  // handle lives), or rethrows its exception. Throws GreenletExit if it was
+  // killed, and TimeoutError (scope_id 0) if the timeout passes first.
+  decltype(auto) get() const { return get_until(detail::kNoDeadline); }
+  decltype(auto) get(detail::Clock::duration timeout) const {
+    return get_until(detail::deadline_after(timeout));
   }
 
   // Calls callback(*this) once it has ended, in the green thread that ends it
@@ -210,21 +242,13 @@ class Greenlet {
   // while the links run: that one does not run. Non-blocking; the callback
   // itself is destroyed when the green thread ends.
   bool unlink(const Link& l) const noexcept {
-    if (!l.state_ || l.owner_ != f_.get()) return false;
+    if (!l.state_ || l.owner_ != raw()) return false;
     auto pending = Link::kPending;
     return l.state_->compare_exchange_strong(pending, Link::kUnlinked, std::memory_order_acq_rel);
   }
 
-  // Handles to the same green thread compare equal (and hash alike).
-  friend bool operator==(const Greenlet& a, const Greenlet& b) noexcept { return a.f_ == b.f_; }
-
-  detail::Fiber* raw() const noexcept { return f_.get(); }
-
  private:
-  detail::ResultFiber<T>& fiber() const {
-    if (!f_) throw Error("green::Greenlet: empty handle");
-    return *f_;
-  }
+  detail::ResultFiber<T>& fiber() const { return static_cast<detail::ResultFiber<T>&>(GreenletRef::fiber()); }
   template <class When>
   Link add_link(std::function<void(Greenlet)> callback, When when) const {
     auto& f = fiber();
@@ -251,8 +275,6 @@ class Greenlet {
       return static_cast<const T&>(*f.value);
     }
   }
-
-  boost::intrusive_ptr<detail::ResultFiber<T>> f_{nullptr, false};
 };
 
 namespace detail {
@@ -380,6 +402,12 @@ bool killall(const Range& greenlets, E&& exception, bool block = true,
 }  // namespace green
 
 // Greenlet handles hash by the green thread they name.
+template <>
+struct std::hash<green::GreenletRef> {
+  std::size_t operator()(const green::GreenletRef& g) const noexcept {
+    return std::hash<const void*>{}(g.raw());
+  }
+};
 template <class T>
 struct std::hash<green::Greenlet<T>> {
   std::size_t operator()(const green::Greenlet<T>& g) const noexcept {
