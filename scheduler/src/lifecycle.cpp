@@ -34,6 +34,8 @@ bool Fiber::join(Deadline deadline) {
   if (done()) return true;
   if (current_fiber() == this) throw Error("green: a green thread cannot join itself");
   Fiber* self = current_fiber();
+  // A plain thread that would wait forever is watched for a deadlock.
+  if (!self && deadline == kNoDeadline && runtime) return runtime->monitor().join_watched(*this);
   if (self && !self->pinned) {
     self->join_worker = current_worker();
     self->join_mark = self->join_worker->queue_mark();

@@ -2,6 +2,7 @@
 #include "green/runtime.hpp"
 
 #include <thread>
+#include <utility>
 
 #include "fiber_internal.hpp"
 #include "runtime_core.hpp"
@@ -46,21 +47,24 @@ std::size_t Runtime::green_threads_with_stack() const noexcept {
   return n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
-std::string Runtime::dump() const {
-  std::string out;
-  core_->for_each_live([&](detail::Fiber* f) {
-    out += "green thread " + std::to_string(f->id) + " (" + (f->name.empty() ? "unnamed" : f->name) + "): ";
-    if (!f->started()) {
-      out += "not started";
-    } else if (is_parked(f)) {
-      out += "parked: ";
-      out += f->wait_reason.load(std::memory_order_relaxed);
-    } else {
-      out += "runnable or running";
-    }
-    out += '\n';
-  });
-  return out;
+std::string Runtime::dump() const { return core_->dump(); }
+
+Runtime::KeepAlive Runtime::keep_alive() const { return KeepAlive(core_.get()); }
+
+Runtime::KeepAlive::KeepAlive(detail::RuntimeCore* core) noexcept : core_(core) { core_->monitor().hold(); }
+
+Runtime::KeepAlive::~KeepAlive() { reset(); }
+
+void Runtime::KeepAlive::reset() noexcept {
+  if (core_) std::exchange(core_, nullptr)->monitor().unhold();
+}
+
+Runtime::KeepAlive& Runtime::KeepAlive::operator=(KeepAlive&& other) noexcept {
+  if (this != &other) {
+    reset();
+    core_ = std::exchange(other.core_, nullptr);
+  }
+  return *this;
 }
 
 detail::RuntimeCore* Runtime::core() const {

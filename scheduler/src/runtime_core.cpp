@@ -99,6 +99,7 @@ void RuntimeCore::shutdown() {
                [this] { return live() == 0; });
   }
 
+  monitor_.stop();  // it reads the workers
   stop_workers_.store(true, std::memory_order_seq_cst);
   for (auto& w : workers_) w->hub().wake();
   for (auto& w : workers_) w->join();

@@ -21,11 +21,13 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "green/detail/fiber.hpp"
 #include "green/detail/spin_lock.hpp"
 #include "injection_queue.hpp"
+#include "monitor.hpp"
 #include "stack.hpp"
 #include "worker.hpp"
 
@@ -59,6 +61,10 @@ class RuntimeCore {
   Worker& worker(unsigned i) noexcept { return *workers_[i]; }
   StackPool& stacks() noexcept { return stacks_; }
   std::size_t live() const noexcept;
+  // Runtime::dump() (dump.cpp).
+  std::string dump();
+  // The monitor thread and the deadlock check (monitor.hpp).
+  Monitor& monitor() noexcept { return monitor_; }
 
   InjectionQueue& injected() noexcept { return injected_; }
   void inject(Fiber* f) noexcept;
@@ -108,6 +114,7 @@ class RuntimeCore {
   WaitList done_waiters_;
   std::atomic<std::uint64_t> next_id_{1};
   void notify_if_all_done() noexcept;
+  Monitor monitor_{*this};  // last: it reads the registry while it runs
 };
 
 }  // namespace green::detail

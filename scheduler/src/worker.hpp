@@ -170,6 +170,11 @@ class Worker {
   // Other workers steal through this handle (steal.cpp).
   WorkDeque::Stealer stealer() const noexcept { return deque_.stealer(); }
 
+  // For the deadlock check (monitor.hpp): sleeping in its hub, and how many
+  // times it has gone to sleep so far.
+  bool asleep() const noexcept { return parked_.load(std::memory_order_seq_cst); }
+  std::uint64_t idle_epoch() const noexcept { return idle_epoch_.load(std::memory_order_acquire); }
+
   Hub& hub() noexcept { return hub_; }
   RuntimeCore* runtime() const noexcept { return rt_; }
   unsigned index() const noexcept { return index_; }
@@ -268,6 +273,7 @@ class Worker {
   Inbox inbox_;
   Inbox urgent_;  // see post_urgent()
   std::atomic<bool> parked_{false};
+  std::atomic<std::uint64_t> idle_epoch_{0};  // single writer: this worker, before parked_
   TimerHeap timers_;
   Hub hub_;
   static constexpr std::size_t kStackCacheMax = 64;

@@ -134,7 +134,9 @@ class Greenlet {
   // exception observed, so it is not reported on stderr.
   std::exception_ptr exception() const { return ready() ? fiber().observe_error() : nullptr; }
 
-  // Waits until it ends; false if the timeout passed first.
+  // Waits until it ends; false if the timeout passed first. On a plain
+  // thread, join() and get() without a timeout throw LoopExit when the
+  // runtime finds it could never end (runtime.hpp, "Deadlock report").
   bool join() const { return fiber().join(detail::kNoDeadline); }
   bool join(detail::Clock::duration timeout) const { return fiber().join(detail::deadline_after(timeout)); }
 

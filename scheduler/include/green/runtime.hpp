@@ -33,6 +33,29 @@
 // green thread next switches out. Running out of memory for a stack makes
 // that green thread fail with green::SystemError (its get() throws).
 //
+// Deadlock report (gevent's LoopExit). A plain thread that waits for a green
+// thread without a timeout (run(), Greenlet::get() or join() with no
+// argument) gets green::LoopExit instead of waiting forever once the runtime
+// can no longer make progress: every green thread is parked, none with a
+// timer (sleep, a timeout, a green::Timeout scope, spawn_later) or on an fd
+// (a socket, a signal handler, a hooked C call) or on an offload()/blocking()
+// job, and nothing outside it may still wake one. Its what() names the green
+// thread joined and holds dump(). It is reported within about 20 ms of the
+// last possible waker going away (a monitor thread looks when the last worker
+// falls asleep, and again 10 ms later; it sleeps otherwise).
+//   Outside wakers the runtime knows of, and so never a false report:
+//   * a KeepAlive of this runtime (keep_alive() below), held by anybody;
+//   * an offload()/blocking() job running anywhere in the process;
+//   * a plain thread that has waited on anything green (Queue::get,
+//     Event::wait, a Lock, a timed get()...): from its first such wait until
+//     it exits, except while it waits in such a join itself;
+//   * the live green threads of any other Runtime in the process.
+//   A plain thread that feeds green threads without ever waiting on green
+//   (Event::set, Queue::put, spawn() or kill() from a std::thread of its own)
+//   is invisible to the runtime: give it a KeepAlive for as long as it may
+//   still do so, or the waits it would end may be reported as deadlocked.
+//   Green threads joining each other are never told: only the plain thread.
+//
 // Memory after a burst: free stacks beyond the working set go back to the
 // system. Every `trim_interval` (1 s by default) a worker that runs out of
 // work gives back half of the free stacks that sat unused in the shared pool
@@ -133,6 +156,26 @@ class Runtime {
   // ("not started", "parked: join", "runnable or running"). A snapshot for
   // debugging hangs; safe to call from any thread at any time.
   std::string dump() const;
+
+  // A possible waker the runtime cannot see (see "Deadlock report" above):
+  // while any KeepAlive of this runtime lives, no wait on it ends in
+  // LoopExit. Movable, not copyable; release it (destroy or reset()) when
+  // its thread will no longer feed the runtime's green threads. It must not
+  // outlive the Runtime. Thread-safe: take and drop it on any thread.
+  class KeepAlive {
+   public:
+    KeepAlive() noexcept = default;
+    KeepAlive(KeepAlive&& other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
+    KeepAlive& operator=(KeepAlive&& other) noexcept;
+    ~KeepAlive();
+    void reset() noexcept;
+
+   private:
+    friend class Runtime;
+    explicit KeepAlive(detail::RuntimeCore* core) noexcept;
+    detail::RuntimeCore* core_ = nullptr;
+  };
+  KeepAlive keep_alive() const;
 
   detail::RuntimeCore* core() const;
 

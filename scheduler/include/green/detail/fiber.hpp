@@ -146,6 +146,14 @@ class Fiber {
   // What it is parked on ("join", "sleep", "Queue.get"...), for dumps; read
   // by other threads, hence atomic (relaxed: a dump is a snapshot).
   std::atomic<const char*> wait_reason{""};
+  // The current park's timer (steady_clock ticks; kNoParkTimer: none), or
+  // kExternalWake when something outside the runtime ends it (an fd, an
+  // offload job). Stored by the fiber before its park word goes odd
+  // (relaxed); the deadlock check (monitor.cpp) reads it between two reads
+  // of the park word.
+  static constexpr std::int64_t kNoParkTimer = INT64_MAX;
+  static constexpr std::int64_t kExternalWake = INT64_MIN;
+  std::atomic<std::int64_t> park_timer{kNoParkTimer};
   // True while the worker runs the park's after-switch step: a waker may win
   // the CAS during it, and the fiber then waits for the step to finish
   // before it touches its Waiter again (PUBLISHING in park.hpp).

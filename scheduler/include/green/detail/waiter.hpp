@@ -26,6 +26,11 @@ struct Waiter {
   Waiter* next = nullptr;
   Waiter* prev = nullptr;
   bool linked = false;
+  // Set by the waiting party before parking when something outside the
+  // runtime ends the wait (the kernel's fd readiness, a pool thread's
+  // offload job): the deadlock check (LoopExit) never counts such a wait as
+  // stuck.
+  bool external = false;
   // Exactly one of these is set by park().
   Fiber* fiber = nullptr;
   ThreadParker* thread = nullptr;
