@@ -408,7 +408,7 @@ int main(int argc, char** argv) {
                          std::chrono::milliseconds(1));
   if (auto code = green_cli::parse(app, argc, argv)) return *code;
   try {
-    green::Runtime rt({.workers = o.workers});
+    green::Runtime rt({.workers = o.workers, .dump_on_signal = SIGQUIT});  // kill -QUIT: what each green thread does
     rt.run([&] {
       Room room(o);
       green::StreamServer server(green::Address::ip(o.host, static_cast<std::uint16_t>(o.port)),

@@ -163,6 +163,12 @@ Monitor::Look Monitor::look(Snapshot& s) {
       return;
     }
     s.parked.emplace_back(f->id, word);
+    // Stamp "parked since" as a dump would, so the report's durations
+    // count from the first look rather than from the report.
+    if (f->seen_park_word.load(std::memory_order_relaxed) != word) {
+      f->seen_since.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+      f->seen_park_word.store(word, std::memory_order_relaxed);
+    }
   });
   if (!stuck) return Look::busy;
   std::vector<std::uint64_t> after;
@@ -185,7 +191,7 @@ void Monitor::check() {
     lk.unlock();
     Snapshot second;
     verdict = look(second);
-    if (verdict == Look::stuck && second == first) deliver(rt_.dump());
+    if (verdict == Look::stuck && second == first) deliver(rt_.dump(/*with_stacks=*/true));
   }
   if (verdict == Look::held) held_off_.fetch_add(1, std::memory_order_release);
   checks_.fetch_add(1, std::memory_order_release);

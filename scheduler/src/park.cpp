@@ -203,6 +203,7 @@ template <bool throwing>
   self->wait_reason.store(what, std::memory_order_relaxed);
   self->park_timer.store(w.external ? Fiber::kExternalWake : timer.time_since_epoch().count(),
                          std::memory_order_relaxed);
+  self->wait_object.store(w.object, std::memory_order_relaxed);
   self->wake_reason = WakeReason::none;
   ParkStep step{&w, &publish, timer};
   worker->suspend(self, &after_park, &step);  // worker is stale after this
@@ -233,6 +234,7 @@ void park_until_start(Fiber* f, Worker* w, Deadline at) {
   const std::uint64_t seq = ++f->park_seq;
   f->wait_reason.store("spawn_later", std::memory_order_relaxed);
   f->park_timer.store(at.time_since_epoch().count(), std::memory_order_relaxed);
+  f->wait_object.store(0, std::memory_order_relaxed);
   enter_park(f, w, seq, at, nullptr, nullptr);
 }
 

@@ -1,6 +1,7 @@
 // runtime.cpp — green::Runtime, the public face of RuntimeCore.
 #include "green/runtime.hpp"
 
+#include <csignal>
 #include <thread>
 #include <utility>
 
@@ -21,6 +22,10 @@ Runtime::Runtime(const RuntimeOptions& options) {
   if (options.trim_interval < std::chrono::milliseconds::zero())
     throw Error("green::Runtime: negative trim_interval");
   cfg.trim_interval = options.trim_interval;
+  if (options.dump_on_signal < 0 || options.dump_on_signal >= NSIG || options.dump_on_signal == SIGKILL ||
+      options.dump_on_signal == SIGSTOP)
+    throw Error("green::Runtime: dump_on_signal is not a signal that can be caught");
+  cfg.dump_on_signal = options.dump_on_signal;
   core_ = std::make_unique<detail::RuntimeCore>(cfg);
 }
 

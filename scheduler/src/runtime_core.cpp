@@ -8,6 +8,7 @@
 #include "fiber_internal.hpp"
 #include "green/detail/park.hpp"
 #include "green/errors.hpp"
+#include "signal_dump.hpp"
 
 namespace green::detail {
 
@@ -17,6 +18,14 @@ RuntimeCore::RuntimeCore(const RuntimeConfig& cfg)
   workers_.reserve(cfg.workers);
   for (unsigned i = 0; i < cfg.workers; ++i) workers_.push_back(std::make_unique<Worker>(this, i));
   for (auto& w : workers_) w->start();
+  if (cfg.dump_on_signal) {
+    try {
+      dump_on_signal(this, cfg.dump_on_signal);
+    } catch (...) {
+      shutdown();
+      throw;
+    }
+  }
 }
 
 RuntimeCore::~RuntimeCore() {
@@ -99,7 +108,8 @@ void RuntimeCore::shutdown() {
                [this] { return live() == 0; });
   }
 
-  monitor_.stop();  // it reads the workers
+  monitor_.stop();  // it reads the workers, as a dump does
+  stop_dump_on_signal(this);
   stop_workers_.store(true, std::memory_order_seq_cst);
   for (auto& w : workers_) w->hub().wake();
   for (auto& w : workers_) w->join();

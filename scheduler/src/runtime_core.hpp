@@ -37,6 +37,7 @@ struct RuntimeConfig {
   unsigned workers = 0;
   std::size_t stack_size = 0;
   std::chrono::steady_clock::duration trim_interval{};  // zero: never give memory back
+  int dump_on_signal = 0;
 };
 
 class RuntimeCore {
@@ -61,8 +62,9 @@ class RuntimeCore {
   Worker& worker(unsigned i) noexcept { return *workers_[i]; }
   StackPool& stacks() noexcept { return stacks_; }
   std::size_t live() const noexcept;
-  // Runtime::dump() (dump.cpp).
-  std::string dump();
+  // Runtime::dump() (dump.cpp); with the stacks of parked green threads
+  // only where none can resume meanwhile (the deadlock report: unwind.hpp).
+  std::string dump(bool with_stacks = false);
   // The monitor thread and the deadlock check (monitor.hpp).
   Monitor& monitor() noexcept { return monitor_; }
 

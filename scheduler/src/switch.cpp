@@ -73,7 +73,7 @@ void Worker::fiber_entry(ctx::transfer_t t) {
     eh->caught_exceptions = sched_eh_caught_;
     eh->uncaught_exceptions = sched_eh_uncaught_;
   }
-  current_ = to;
+  current_.store(to, std::memory_order_relaxed);
   void* target = to ? to->context : sched_context_;
 
 #if GREEN_ASAN

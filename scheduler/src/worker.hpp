@@ -178,7 +178,7 @@ class Worker {
   Hub& hub() noexcept { return hub_; }
   RuntimeCore* runtime() const noexcept { return rt_; }
   unsigned index() const noexcept { return index_; }
-  Fiber* current() const noexcept { return current_; }
+  Fiber* current() const noexcept { return current_.load(std::memory_order_relaxed); }
   std::uint64_t green_threads_run() const noexcept { return runs_.load(std::memory_order_relaxed); }
   // Stacks bound here minus stacks freed here; summed over all workers it
   // is the number of green threads holding a stack.
@@ -243,7 +243,9 @@ class Worker {
   RuntimeCore* rt_;
   unsigned index_;
   std::thread thread_;
-  Fiber* current_ = nullptr;
+  // Relaxed atomic (plain moves on x86): Runtime::dump() reads it from
+  // other threads to say "running on worker k".
+  std::atomic<Fiber*> current_{nullptr};
   void* sched_context_ = nullptr;  // the scheduler's fcontext while a fiber runs
   EhGlobals* eh_ = nullptr;        // this thread's C++ exception globals
   void* sched_eh_caught_ = nullptr;

@@ -12,6 +12,7 @@
 #include "parked.hpp"
 
 #include <chrono>
+#include <string>
 #include <thread>
 
 using namespace std::chrono_literals;
@@ -28,6 +29,11 @@ TEST(LoopExitIo, AGreenThreadWaitingOnAnFdIsNeverReported) {
     return ::read(sv[0], &c, 1) == 1 ? c : '?';
   });
   ASSERT_TRUE(green::testing::wait_parked(rt, "reader", ""));
+  // The dump names the fd and says that the kernel, not a green thread,
+  // ends the wait.
+  const std::string d = rt.dump();
+  EXPECT_NE(d.find("waits on fd " + std::to_string(sv[0]) + "; woken from outside the runtime"), std::string::npos)
+      << d;
   const auto before = green::testing::deadlock_checks(rt);
   std::thread writer([&] {
     EXPECT_TRUE(green::testing::wait_checked(rt, before));

@@ -160,6 +160,14 @@ TEST(LoopExit, LockDeadlockNamesBothGreenThreads) {
   EXPECT_NE(report.find("(holds-a): parked: Lock"), std::string::npos) << report;
   EXPECT_NE(report.find("(holds-b): parked: Lock"), std::string::npos) << report;
   EXPECT_NE(report.find("(main): parked: join"), std::string::npos) << report;
+  // Each names who holds what it waits on, and what it holds.
+  EXPECT_NE(report.find("held by green thread"), std::string::npos) << report;
+  EXPECT_NE(report.find("holds Lock at"), std::string::npos) << report;
+  // The report walks the parked green threads' stacks: the lambdas' frames
+  // are there, inside this test's body.
+  EXPECT_NE(report.find("    stack:\n"), std::string::npos) << report;
+  EXPECT_NE(report.find("LockDeadlockNamesBothGreenThreads"), std::string::npos) << report;
+  EXPECT_NE(report.find("green::Lock::lock_slow"), std::string::npos) << report;
 }
 
 TEST(LoopExit, PlainGetOfAStuckGreenThreadAcrossWorkers) {

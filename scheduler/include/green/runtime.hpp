@@ -88,6 +88,15 @@ struct RuntimeOptions {
   // How often idle workers give unused cached stacks (and free heap) back
   // to the system (see above); zero: never.
   std::chrono::milliseconds trim_interval{1000};
+  // A signal (SIGQUIT, say) on which dump() is printed to stderr, as the JVM
+  // does on SIGQUIT; 0: none. The runtime installs a handler for it
+  // (replacing any other) that only writes to a pipe; a plain thread of the
+  // library's reads it and prints, so the dump comes even while every
+  // worker is stuck in a green thread that never yields. Several runtimes
+  // may share a signal: each is dumped. Throws Error for a signal that
+  // cannot be caught. The handler stays installed after the runtime ends
+  // (a signal then prints nothing).
+  int dump_on_signal = 0;
 };
 
 class Runtime {
@@ -152,9 +161,18 @@ class Runtime {
   // trims may give back (a worker's own cache of up to 64 is not counted).
   std::size_t stacks_cached() const noexcept;
 
-  // One line per live green thread: id, name, and what it is doing
-  // ("not started", "parked: join", "runnable or running"). A snapshot for
-  // debugging hangs; safe to call from any thread at any time.
+  // Every live green thread, by id: a first line with its id, name and state
+  // ("not started", "running on worker 1", "runnable", "ending", or
+  // "parked: <wait>", e.g. "parked: Queue.get"), then indented details:
+  // what it waits on (a primitive and its address, "join of green thread 7
+  // (name)", "fd 12", a Lock and the green thread holding it), whether a
+  // timer will end the wait and when, how long it has been parked (at least:
+  // counted from the first dump or deadlock check that saw this wait), the
+  // green thread that spawned it, and the Locks it holds that others want.
+  // A snapshot taken without stopping anything, so a green thread that
+  // moves meanwhile is shown as it was; safe to call from any thread at any
+  // time, including while every worker is stuck. Stacks are not walked here
+  // (the green threads keep running); the LoopExit report has them.
   std::string dump() const;
 
   // A possible waker the runtime cannot see (see "Deadlock report" above):
