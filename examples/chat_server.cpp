@@ -45,6 +45,8 @@
 // structure that joins and leaves may change under it.
 //
 // SIGINT or SIGTERM stops the server: users are told, then disconnected.
+// SIGUSR1 prints the runtime's counters (Runtime::stats()) to stderr, SIGQUIT
+// what every green thread is doing (Runtime::dump()).
 #include <green/green.hpp>
 #include <green/io.hpp>
 #include <green/sync.hpp>
@@ -420,6 +422,11 @@ int main(int argc, char** argv) {
       };
       green::SignalHandler on_int(SIGINT, stop);
       green::SignalHandler on_term(SIGTERM, stop);
+      // kill -USR1: the scheduler's counters, per worker, on stderr.
+      green::SignalHandler on_usr1(SIGUSR1, [&] {
+        const std::string table = rt.stats().to_string();
+        std::fwrite(table.data(), 1, table.size(), stderr);
+      });
       server.start();
       std::printf("chat_server: listening on %s with %u workers\n", server.address().to_string().c_str(),
                   rt.workers());

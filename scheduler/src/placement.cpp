@@ -139,12 +139,14 @@ void Worker::post(Fiber* f) noexcept {
   // before it sleeps.
   inbox_.push(f);
   if (parked_.load(std::memory_order_seq_cst)) hub_.wake();
+  if (Worker* from = current_worker(); from && from != this) bump(from->counters_.cross_wakes);
 }
 
 void Worker::post_urgent(Fiber* f) noexcept {
   // The same handshake with park_in_hub() as post().
   urgent_.push(f);
   if (parked_.load(std::memory_order_seq_cst)) hub_.wake();
+  if (Worker* from = current_worker(); from && from != this) bump(from->counters_.cross_wakes);
 }
 
 void RuntimeCore::inject(Fiber* f) noexcept {

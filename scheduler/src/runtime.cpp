@@ -26,6 +26,7 @@ Runtime::Runtime(const RuntimeOptions& options) {
       options.dump_on_signal == SIGSTOP)
     throw Error("green::Runtime: dump_on_signal is not a signal that can be caught");
   cfg.dump_on_signal = options.dump_on_signal;
+  cfg.green_thread_stats = options.green_thread_stats;
   core_ = std::make_unique<detail::RuntimeCore>(cfg);
 }
 
@@ -53,6 +54,8 @@ std::size_t Runtime::green_threads_with_stack() const noexcept {
 }
 
 std::string Runtime::dump() const { return core_->dump(); }
+
+RuntimeStats Runtime::stats() const { return core_->stats(); }
 
 Runtime::KeepAlive Runtime::keep_alive() const { return KeepAlive(core_.get()); }
 

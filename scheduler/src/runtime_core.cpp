@@ -2,6 +2,8 @@
 // threads, and shutdown. Placement is placement.cpp, idling idle.cpp.
 #include "runtime_core.hpp"
 
+#include <x86intrin.h>
+
 #include <algorithm>
 #include <thread>
 
@@ -17,6 +19,10 @@ RuntimeCore::RuntimeCore(const RuntimeConfig& cfg)
   shards_ = std::make_unique<Shard[]>(shard_count_);
   workers_.reserve(cfg.workers);
   for (unsigned i = 0; i < cfg.workers; ++i) workers_.push_back(std::make_unique<Worker>(this, i));
+  if (cfg.green_thread_stats)
+    for (auto& w : workers_) w->track_green_threads();
+  started_tsc_ = __rdtsc();
+  started_at_ = Clock::now();
   for (auto& w : workers_) w->start();
   if (cfg.dump_on_signal) {
     try {

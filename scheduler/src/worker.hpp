@@ -175,6 +175,17 @@ class Worker {
   bool asleep() const noexcept { return parked_.load(std::memory_order_seq_cst); }
   std::uint64_t idle_epoch() const noexcept { return idle_epoch_.load(std::memory_order_acquire); }
 
+  // Runtime::stats(): counters written only by this worker (relaxed), read
+  // by anyone. They sit in this worker's own object, away from its peers'.
+  struct Counters {
+    std::atomic<std::uint64_t> steals{0}, stolen{0}, hub_polls{0}, cross_wakes{0}, timers_fired{0};
+  };
+  static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  const Counters& counters() const noexcept { return counters_; }
+  void track_green_threads() noexcept { track_green_threads_ = true; }  // before start()
+
   Hub& hub() noexcept { return hub_; }
   RuntimeCore* runtime() const noexcept { return rt_; }
   unsigned index() const noexcept { return index_; }
@@ -276,6 +287,9 @@ class Worker {
   Inbox urgent_;  // see post_urgent()
   std::atomic<bool> parked_{false};
   std::atomic<std::uint64_t> idle_epoch_{0};  // single writer: this worker, before parked_
+  Counters counters_;
+  bool track_green_threads_ = false;  // RuntimeOptions::green_thread_stats
+  std::uint64_t switched_in_tsc_ = 0;
   TimerHeap timers_;
   Hub hub_;
   static constexpr std::size_t kStackCacheMax = 64;

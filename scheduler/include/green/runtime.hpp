@@ -73,6 +73,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "green/greenlet.hpp"
 
@@ -97,6 +98,42 @@ struct RuntimeOptions {
   // cannot be caught. The handler stays installed after the runtime ends
   // (a signal then prints nothing).
   int dump_on_signal = 0;
+  // Per green thread run time and switch count in stats(): off by default;
+  // on, each switch reads the CPU's time-stamp counter (about 1% of a
+  // switch, measured with callgrind: docs/DESIGN.md section 12a).
+  bool green_thread_stats = false;
+};
+
+// Runtime::stats(): counters summed on read. Each worker writes its own
+// (relaxed) and nobody else's, so counting shares no cache line between
+// workers; a read is a consistent-enough snapshot, not an atomic one.
+struct WorkerStats {
+  std::uint64_t green_threads_run = 0;   // switches into a green thread
+  std::uint64_t steals = 0;              // successful steals from a peer's queue
+  std::uint64_t stolen = 0;              // green threads those steals took
+  std::uint64_t hub_polls = 0;           // polls of its own or a busy peer's hub
+  std::uint64_t parks = 0;               // times it went to sleep with nothing to do
+  std::uint64_t cross_worker_wakes = 0;  // green threads it woke or spawned onto another worker
+  std::uint64_t timers_fired = 0;        // timers that came due here
+};
+
+struct GreenThreadStats {
+  std::uint64_t id = 0;
+  std::string name;
+  std::chrono::nanoseconds run_time{0};  // with green_thread_stats; else 0
+  std::uint64_t switches = 0;            // times switched in; with green_thread_stats
+  // Bytes of its stack ever touched (resident pages, from the top), for a
+  // parked green thread with a guarded stack of its own; 0 where not known
+  // (running, not started, a slab stack). A reused stack also counts what
+  // earlier green threads touched.
+  std::size_t stack_high_water = 0;
+};
+
+struct RuntimeStats {
+  std::vector<WorkerStats> workers;             // by worker index
+  std::vector<GreenThreadStats> green_threads;  // every live one, by id
+  WorkerStats total() const;                    // the workers' sum
+  std::string to_string() const;                // a table, for logs
 };
 
 class Runtime {
@@ -174,6 +211,12 @@ class Runtime {
   // time, including while every worker is stuck. Stacks are not walked here
   // (the green threads keep running); the LoopExit report has them.
   std::string dump() const;
+
+  // Counters per worker and per live green thread (see RuntimeStats); any
+  // thread, any time. Walks the live green threads (and asks the kernel
+  // which stack pages are resident for the parked ones): for monitoring,
+  // not for a hot loop.
+  RuntimeStats stats() const;
 
   // A possible waker the runtime cannot see (see "Deadlock report" above):
   // while any KeepAlive of this runtime lives, no wait on it ends in

@@ -161,6 +161,11 @@ class Fiber {
   // for at least ..." costs the park nothing (Go's waitsince is as lazy).
   std::atomic<std::uint64_t> seen_park_word{0};
   std::atomic<std::int64_t> seen_since{0};
+  // RuntimeOptions::green_thread_stats: TSC ticks run and switches in,
+  // written by the worker switching it (relaxed; the run queue's hand-off
+  // orders one worker's writes before the next's), read by stats().
+  std::atomic<std::uint64_t> run_ticks{0};
+  std::atomic<std::uint64_t> switches_in{0};
   // True while the worker runs the park's after-switch step: a waker may win
   // the CAS during it, and the fiber then waits for the step to finish
   // before it touches its Waiter again (PUBLISHING in park.hpp).
