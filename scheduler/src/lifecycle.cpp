@@ -187,7 +187,7 @@ void submit(RuntimeCore* rt, Fiber* f, const SpawnOptions& opts, Deadline start_
   f->start_at = start_at;
   f->urgent = opts.urgent;
   f->id = here ? here->next_id() : rt->allocate_ids(1);
-  if (Worker* spawner = current_worker(); spawner && spawner->current()) f->parent_id = spawner->current()->id;
+  if (here && here->current()) f->parent_id = here->current()->id;  // for dump()
   // A child of a green thread inside a Nursery joins it, before it can run
   // (and so before it can end and be released).
   if (Fiber* parent = here ? here->current() : nullptr; parent && parent->scope && !opts.detached) {

@@ -114,6 +114,8 @@ void RuntimeCore::shutdown() {
                [this] { return live() == 0; });
   }
 
+  // A wake from outside (placement.cpp) may still be leaving schedule().
+  while (outside_wakes_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   monitor_.stop();  // it reads the workers, as a dump does
   stop_dump_on_signal(this);
   stop_workers_.store(true, std::memory_order_seq_cst);

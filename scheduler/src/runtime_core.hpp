@@ -119,6 +119,7 @@ class RuntimeCore {
   SpinLock done_lock_;      // with done_waiters_: "the last fiber ended"
   WaitList done_waiters_;
   std::atomic<std::uint64_t> next_id_{1};
+  std::atomic<int> outside_wakes_{0};  // schedule() calls from off the workers in progress
   // stats(): TSC ticks to nanoseconds, calibrated against the clock since
   // the runtime started.
   std::uint64_t started_tsc_ = 0;
