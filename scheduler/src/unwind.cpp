@@ -1,5 +1,14 @@
 // unwind.cpp — see unwind.hpp.
-#define UNW_LOCAL_ONLY
+//
+// Linked against libunwind-x86_64 (the generic API), not libunwind: the
+// latter also defines the _Unwind_* functions that C++ exceptions use, and
+// linked into the program it took them over from libgcc_s (every throw went
+// through it, and its memory check left a pipe open: a kill "leaked" two
+// fds). libunwind-x86_64 needs libunwind itself, which the dynamic linker
+// loads after the program's own libraries, libgcc_s among them, so those
+// keep the exceptions. The generic API unwinds this process as well
+// (unw_local_addr_space); unw_getcontext is not in it, getcontext(3) is
+// the same on x86-64 (unw_context_t is a ucontext_t).
 #include "unwind.hpp"
 
 #include <cxxabi.h>
@@ -50,7 +59,7 @@ std::vector<std::string> unwind_switched_out(void* fcontext, std::size_t max_fra
 #if defined(__x86_64__)
   if (!fcontext) return frames;
   unw_context_t uc;
-  if (unw_getcontext(&uc) != 0) return frames;
+  if (getcontext(reinterpret_cast<ucontext_t*>(&uc)) != 0) return frames;
   // unw_context_t is a ucontext_t on x86-64: start from our own registers,
   // then put the switched-out green thread's in.
   auto& regs = reinterpret_cast<ucontext_t*>(&uc)->uc_mcontext.gregs;
