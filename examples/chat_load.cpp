@@ -8,6 +8,7 @@
 // tool prints the users that joined, the lines delivered, delivered lines
 // per second and the p50/p99 delivery latency, and exits 1 on any loss,
 // duplicate, reordering or failure.
+#include <csignal>
 #include <green/green.hpp>
 #include <green/io.hpp>
 #include <green/sync.hpp>
@@ -95,7 +96,7 @@ int main(int argc, char** argv) {
   std::vector<UserResult> results(users);
   std::atomic<int> joined{0};
   std::atomic<std::uint64_t> last_delivery_ns{0};
-  green::Runtime rt({.workers = o.workers});
+  green::Runtime rt({.workers = o.workers, .dump_on_signal = SIGQUIT});  // kill -QUIT: what each green thread does
   double seconds = 0;
   rt.run([&] {
     green::Event all_joined;

@@ -45,6 +45,8 @@
 // structure that joins and leaves may change under it.
 //
 // SIGINT or SIGTERM stops the server: users are told, then disconnected.
+// SIGUSR1 prints the runtime's counters (Runtime::stats()) to stderr, SIGQUIT
+// what every green thread is doing (Runtime::dump()).
 #include <green/green.hpp>
 #include <green/io.hpp>
 #include <green/sync.hpp>
@@ -409,7 +411,7 @@ int main(int argc, char** argv) {
                          std::chrono::milliseconds(1));
   if (auto code = green_cli::parse(app, argc, argv)) return *code;
   try {
-    green::Runtime rt({.workers = o.workers});
+    green::Runtime rt({.workers = o.workers, .dump_on_signal = SIGQUIT});  // kill -QUIT: what each green thread does
     rt.run([&] {
       Room room(o);
       green::StreamServer server(green::Address::ip(o.host, static_cast<std::uint16_t>(o.port)),
@@ -421,6 +423,11 @@ int main(int argc, char** argv) {
       };
       green::SignalHandler on_int(SIGINT, stop);
       green::SignalHandler on_term(SIGTERM, stop);
+      // kill -USR1: the scheduler's counters, per worker, on stderr.
+      green::SignalHandler on_usr1(SIGUSR1, [&] {
+        const std::string table = rt.stats().to_string();
+        std::fwrite(table.data(), 1, table.size(), stderr);
+      });
       server.start();
       std::printf("chat_server: listening on %s with %u workers\n", server.address().to_string().c_str(),
                   rt.workers());

@@ -5,6 +5,7 @@
 // green's own http_get; monkey_downloader's is plain libcurl.
 #pragma once
 
+#include <csignal>
 #include <green/green.hpp>
 #include <green/io.hpp>
 #include <green/sync.hpp>
@@ -96,7 +97,7 @@ inline int downloader_main(const std::string& name, const std::string& descripti
   app.add_flag("--quiet", quiet, "print only the summary line");
   if (auto code = green_cli::parse(app, argc, argv)) return *code;
   try {
-    green::Runtime rt({.workers = workers});
+    green::Runtime rt({.workers = workers, .dump_on_signal = SIGQUIT});  // kill -QUIT: what each green thread does
     rt.run([&] {
       std::unique_ptr<FileServer> server;
       std::vector<std::string> urls;

@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   app.add_flag("--raw", raw, "echo bytes as they come instead of lines");
   if (auto code = green_cli::parse(app, argc, argv)) return *code;
   try {
-    green::Runtime rt({.workers = workers});
+    green::Runtime rt({.workers = workers, .dump_on_signal = SIGQUIT});  // kill -QUIT: what each green thread does
     rt.run([&] {
       green::StreamServer server(green::Address::ip(host, static_cast<std::uint16_t>(port)),
                                  raw ? echo_raw : echo_lines);

@@ -6,6 +6,7 @@
 //
 // Each print_sum sleeps in compute(); the sleeps overlap, so N of them take
 // one sleep in total, not N, and they run on every core.
+#include <csignal>
 #include <green/green.hpp>
 
 #include <chrono>
@@ -35,7 +36,7 @@ int main(int argc, char** argv) {
   green_cli::add_count(app, "--count", n, "green threads to spawn", 0);
   green_cli::add_workers(app, workers);
   if (auto code = green_cli::parse(app, argc, argv)) return *code;
-  green::Runtime rt({.workers = workers});
+  green::Runtime rt({.workers = workers, .dump_on_signal = SIGQUIT});  // kill -QUIT: what each green thread does
   const auto start = std::chrono::steady_clock::now();
   rt.run([n] {
     std::vector<green::Greenlet<void>> jobs;

@@ -14,6 +14,7 @@
 // function reads the network while only its green thread waits. The example
 // starts a small order server on loopback and processes several order feeds
 // at once, each in its own green thread.
+#include <csignal>
 #include <green/green.hpp>
 #include <green/io.hpp>
 
@@ -76,7 +77,7 @@ int main(int argc, char** argv) {
   green_cli::add_workers(app, workers);
   if (auto code = green_cli::parse(app, argc, argv)) return *code;
   try {
-    green::Runtime rt({.workers = workers});
+    green::Runtime rt({.workers = workers, .dump_on_signal = SIGQUIT});  // kill -QUIT: what each green thread does
     rt.run([&] {
       green::StreamServer server(green::Address::parse("127.0.0.1:0"),
                                  [](green::Socket& sock, const green::Address&) { serve_feed(sock); });

@@ -8,6 +8,9 @@ set -euo pipefail
 
 packages=(cmake ninja-build g++ libboost-context1.81-dev libboost1.81-dev libtbb-dev
           libgtest-dev libbenchmark-dev libcli11-dev pkgconf)
+# libunwind walks a parked green thread's stack from its saved context for
+# the deadlock report (scheduler/src/unwind.cpp).
+packages+=(libunwind-dev)
 # The unmodified blocking libraries that green::monkey's tests and
 # examples/monkey_downloader drive, and the real servers the tests start:
 # PostgreSQL 15 (postgres, initdb; the package also creates the `postgres`

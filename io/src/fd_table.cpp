@@ -145,6 +145,8 @@ FdWaitResult wait_fd_core(int fd, Direction dir, detail::Deadline deadline, cons
   // looks for the next green thread, and the ready handler takes this lock.
   // So the publish step takes it again and re-checks what may have changed.
   detail::Waiter w;
+  w.external = true;  // the kernel ends it: never a deadlock (LoopExit)
+  w.object = detail::WaitObject::fd(fd);
   auto slot_of = [&]() -> detail::Waiter*& { return reading ? st.reader : st.writer; };
   const detail::WakeReason r = detail::park_unlocked_status(
       st.lock, w, deadline, op,

@@ -129,6 +129,7 @@ int run_blocking(void (*job)(void*), void (*abandon)(void*), void* ctx, const ch
   detail::WakeReason r{};
   auto wait = [&] {
     detail::Waiter w;
+    w.external = true;  // a pool thread ends this wait (monitor.hpp)
     r = detail::park_unlocked_status(
         call->lock, w, detail::kNoDeadline, what,
         [&](detail::Waiter& me) {

@@ -49,6 +49,15 @@ inline void interruption_point(Fiber* self) {
   if (self->scopes || has_interrupt(self)) check_scopes_and_interrupts(self);
 }
 
+// A plain thread's standing for the deadlock check (monitor.hpp). A plain
+// thread parked in a join that the check watches is the one waiting, not a
+// possible waker: enter_watched_join() detaches it until
+// leave_watched_join(). A pool thread detaches after each job
+// (detach_plain_thread): its jobs are counted while they run.
+void enter_watched_join() noexcept;
+void leave_watched_join() noexcept;
+void detach_plain_thread() noexcept;
+
 // ---- lifecycle.cpp ----------------------------------------------------------
 // Runs the body (unless killed before starting) and completes the fiber:
 // stores the result, wakes joiners, runs links, leaves the registry.

@@ -145,6 +145,9 @@ void Worker::park_in_hub() {
   // an epoll_wait; never on the spawn or finish path.
   rt_->stacks().housekeep(Clock::now());
   rt_->enter_idle(this);
+  // A new epoch before parked_: a deadlock check that sees this sleep also
+  // sees that the worker has been awake since its last look (monitor.hpp).
+  idle_epoch_.store(idle_epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
   parked_.store(true, std::memory_order_seq_cst);
   full_fence();  // fence 2 (see the top of this file)
   const bool work = rt_->any_work_visible() ||
@@ -165,6 +168,9 @@ void Worker::park_in_hub() {
     // worker idle nobody needs this and the sleep is unbounded.
     if (busy_peer_with_fds() && (timeout_ms < 0 || timeout_ms > kBusyHubPollMs))
       timeout_ms = kBusyHubPollMs;
+    // Only while a plain thread waits in a join (Runtime::run): the last
+    // worker to sleep asks the monitor to look for a deadlock.
+    if (Monitor::anyone_watching()) rt_->monitor().worker_sleeping();
     poll_hub(hub_, timeout_ms);
     poll_busy_hubs();
   }

@@ -34,6 +34,8 @@ bool Fiber::join(Deadline deadline) {
   if (done()) return true;
   if (current_fiber() == this) throw Error("green: a green thread cannot join itself");
   Fiber* self = current_fiber();
+  // A plain thread that would wait forever is watched for a deadlock.
+  if (!self && deadline == kNoDeadline && runtime) return runtime->monitor().join_watched(*this);
   if (self && !self->pinned) {
     self->join_worker = current_worker();
     self->join_mark = self->join_worker->queue_mark();
@@ -185,6 +187,7 @@ void submit(RuntimeCore* rt, Fiber* f, const SpawnOptions& opts, Deadline start_
   f->start_at = start_at;
   f->urgent = opts.urgent;
   f->id = here ? here->next_id() : rt->allocate_ids(1);
+  if (here && here->current()) f->parent_id = here->current()->id;  // for dump()
   // A child of a green thread inside a Nursery joins it, before it can run
   // (and so before it can end and be released).
   if (Fiber* parent = here ? here->current() : nullptr; parent && parent->scope && !opts.detached) {

@@ -16,6 +16,9 @@
 
 #include <oneapi/tbb/task_arena.h>
 
+#include "fiber_internal.hpp"
+#include "monitor.hpp"
+
 namespace green::detail {
 
 void Completion::finish() noexcept {
@@ -30,7 +33,16 @@ void Completion::wait(const char* what) {
     std::lock_guard g(lock_);
     if (done_) return;
   }
-  wait_until(lock_, waiter_, kNoDeadline, what, [this] { return done_; });
+  Waiter w;
+  w.external = true;  // a pool thread ends this wait (monitor.hpp)
+  park_unlocked(
+      lock_, w, kNoDeadline, what,
+      [this](Waiter& me) {
+        if (done_) return false;
+        waiter_.push_back(me);
+        return true;
+      },
+      [this](Waiter& me) { waiter_.remove(me); });
 }
 
 void run_on_arena(std::function<void()> job) {
@@ -42,7 +54,12 @@ void run_on_arena(std::function<void()> job) {
   run_on_blocking_pool(std::move(job));
 #else
   static auto* arena = new tbb::task_arena();  // never destroyed: see above
-  arena->enqueue(std::move(job));
+  offload_job_started();
+  arena->enqueue([job = std::move(job)] {
+    job();
+    detach_plain_thread();
+    offload_job_finished();
+  });
 #endif
 }
 
@@ -86,6 +103,10 @@ class BlockingPool {
       jobs_.pop_front();
       lk.unlock();
       job();  // never throws: the Completion catches
+      job = nullptr;
+      // Counted while it ran; the thread is no waker once it is done.
+      detach_plain_thread();
+      offload_job_finished();
       lk.lock();
     }
   }
@@ -103,6 +124,7 @@ class BlockingPool {
 
 void run_on_blocking_pool(std::function<void()> job) {
   static auto* pool = new BlockingPool();  // never destroyed: see above
+  offload_job_started();
   pool->submit(std::move(job));
 }
 

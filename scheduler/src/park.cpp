@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "fiber_internal.hpp"
+#include "monitor.hpp"
 #include "green/detail/park.hpp"
 #include "green/timeout.hpp"
 #include "runtime_core.hpp"
@@ -21,6 +22,27 @@ namespace green::detail {
 namespace {
 
 thread_local ThreadParker tls_parker;
+
+// Whether this plain thread counts as a possible waker for the deadlock
+// check (LoopExit, monitor.hpp): from its first park in a green wait until
+// it exits, parks in a watched join (it is then the one waiting, not a
+// waker), or a pool thread finishes its job.
+struct PlainThreadPresence {
+  bool attached = false;
+  bool in_watched_join = false;
+  void attach() noexcept {
+    if (attached || in_watched_join) return;
+    attached = true;
+    plain_thread_attached();
+  }
+  void detach() noexcept {
+    if (!attached) return;
+    attached = false;
+    plain_thread_detached();
+  }
+  ~PlainThreadPresence() { detach(); }
+};
+thread_local PlainThreadPresence tls_presence;
 
 long futex(std::atomic<std::uint32_t>* addr, int op, std::uint32_t val, const timespec* ts) {
   return syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(addr), op, val, ts, nullptr, 0);
@@ -115,6 +137,7 @@ WakeReason park_thread(Waiter& w, Deadline deadline, PublishFn* publish) {
 #if GREEN_TSAN
   const AsyncSignalsBlocked blocked;
 #endif
+  tls_presence.attach();
   ThreadParker& p = tls_parker;
   const std::uint64_t seq = ++p.park_seq;
   w.thread = &p;
@@ -178,6 +201,9 @@ template <bool throwing>
   w.thread = nullptr;
   w.seq = ++self->park_seq;
   self->wait_reason.store(what, std::memory_order_relaxed);
+  self->park_timer.store(w.external ? Fiber::kExternalWake : timer.time_since_epoch().count(),
+                         std::memory_order_relaxed);
+  self->wait_object.store(w.object, std::memory_order_relaxed);
   self->wake_reason = WakeReason::none;
   ParkStep step{&w, &publish, timer};
   worker->suspend(self, &after_park, &step);  // worker is stale after this
@@ -207,6 +233,8 @@ WakeReason park_nothrow(Waiter& w, Deadline deadline, PublishFn publish, const c
 void park_until_start(Fiber* f, Worker* w, Deadline at) {
   const std::uint64_t seq = ++f->park_seq;
   f->wait_reason.store("spawn_later", std::memory_order_relaxed);
+  f->park_timer.store(at.time_since_epoch().count(), std::memory_order_relaxed);
+  f->wait_object.store(0, std::memory_order_relaxed);
   enter_park(f, w, seq, at, nullptr, nullptr);
 }
 
@@ -312,6 +340,15 @@ bool sleep_until(Deadline deadline, const char* what) {
   if (r == WakeReason::interrupted) throw_if_interrupted();
   return r == WakeReason::timed_out;
 }
+
+void enter_watched_join() noexcept {
+  tls_presence.detach();
+  tls_presence.in_watched_join = true;
+}
+
+void leave_watched_join() noexcept { tls_presence.in_watched_join = false; }
+
+void detach_plain_thread() noexcept { tls_presence.detach(); }
 
 unsigned current_worker_count() noexcept {
   Worker* w = current_worker();

@@ -143,12 +143,14 @@ void Worker::post(Fiber* f) noexcept {
   // before it sleeps.
   inbox_.push(f);
   if (parked_.load(std::memory_order_seq_cst)) hub_.wake();
+  if (Worker* from = current_worker(); from && from != this) bump(from->counters_.cross_wakes);
 }
 
 void Worker::post_urgent(Fiber* f) noexcept {
   // The same handshake with park_in_hub() as post().
   urgent_.push(f);
   if (parked_.load(std::memory_order_seq_cst)) hub_.wake();
+  if (Worker* from = current_worker(); from && from != this) bump(from->counters_.cross_wakes);
 }
 
 void RuntimeCore::inject(Fiber* f) noexcept {
@@ -159,6 +161,18 @@ void RuntimeCore::inject(Fiber* f) noexcept {
 void RuntimeCore::schedule(Fiber* f) noexcept {
   Worker* w = current_worker();
   const bool on_worker = w && w->runtime() == this;
+  // A wake from outside the runtime (a pool thread finishing a job, a plain
+  // thread's set()) may still be in here, touching this runtime, after the
+  // green thread it woke has run and ended and shutdown has seen none left:
+  // shutdown waits for it (ThreadSanitizer caught ~Runtime under a blocking
+  // pool thread's wake_one_idle()).
+  struct OutsideWake {
+    std::atomic<int>* count;
+    ~OutsideWake() {
+      if (count) count->fetch_sub(1, std::memory_order_release);
+    }
+  } outside{on_worker ? nullptr : &outside_wakes_};
+  if (!on_worker) outside_wakes_.fetch_add(1, std::memory_order_relaxed);
   // Urgent, or woken by a kill: ahead of everything queued on the worker it
   // must run on (a plain thread's wake of an unpinned one is injected, where
   // an idle worker takes it at once and a busy one on its next fair tick).

@@ -1,7 +1,9 @@
 // runtime.cpp — green::Runtime, the public face of RuntimeCore.
 #include "green/runtime.hpp"
 
+#include <csignal>
 #include <thread>
+#include <utility>
 
 #include "fiber_internal.hpp"
 #include "runtime_core.hpp"
@@ -20,6 +22,11 @@ Runtime::Runtime(const RuntimeOptions& options) {
   if (options.trim_interval < std::chrono::milliseconds::zero())
     throw Error("green::Runtime: negative trim_interval");
   cfg.trim_interval = options.trim_interval;
+  if (options.dump_on_signal < 0 || options.dump_on_signal >= NSIG || options.dump_on_signal == SIGKILL ||
+      options.dump_on_signal == SIGSTOP)
+    throw Error("green::Runtime: dump_on_signal is not a signal that can be caught");
+  cfg.dump_on_signal = options.dump_on_signal;
+  cfg.green_thread_stats = options.green_thread_stats;
   core_ = std::make_unique<detail::RuntimeCore>(cfg);
 }
 
@@ -46,21 +53,26 @@ std::size_t Runtime::green_threads_with_stack() const noexcept {
   return n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
-std::string Runtime::dump() const {
-  std::string out;
-  core_->for_each_live([&](detail::Fiber* f) {
-    out += "green thread " + std::to_string(f->id) + " (" + (f->name.empty() ? "unnamed" : f->name) + "): ";
-    if (!f->started()) {
-      out += "not started";
-    } else if (is_parked(f)) {
-      out += "parked: ";
-      out += f->wait_reason.load(std::memory_order_relaxed);
-    } else {
-      out += "runnable or running";
-    }
-    out += '\n';
-  });
-  return out;
+std::string Runtime::dump() const { return core_->dump(); }
+
+RuntimeStats Runtime::stats() const { return core_->stats(); }
+
+Runtime::KeepAlive Runtime::keep_alive() const { return KeepAlive(core_.get()); }
+
+Runtime::KeepAlive::KeepAlive(detail::RuntimeCore* core) noexcept : core_(core) { core_->monitor().hold(); }
+
+Runtime::KeepAlive::~KeepAlive() { reset(); }
+
+void Runtime::KeepAlive::reset() noexcept {
+  if (core_) std::exchange(core_, nullptr)->monitor().unhold();
+}
+
+Runtime::KeepAlive& Runtime::KeepAlive::operator=(KeepAlive&& other) noexcept {
+  if (this != &other) {
+    reset();
+    core_ = std::exchange(other.core_, nullptr);
+  }
+  return *this;
 }
 
 detail::RuntimeCore* Runtime::core() const {

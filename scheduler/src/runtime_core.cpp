@@ -2,12 +2,15 @@
 // threads, and shutdown. Placement is placement.cpp, idling idle.cpp.
 #include "runtime_core.hpp"
 
+#include <x86intrin.h>
+
 #include <algorithm>
 #include <thread>
 
 #include "fiber_internal.hpp"
 #include "green/detail/park.hpp"
 #include "green/errors.hpp"
+#include "signal_dump.hpp"
 
 namespace green::detail {
 
@@ -16,7 +19,19 @@ RuntimeCore::RuntimeCore(const RuntimeConfig& cfg)
   shards_ = std::make_unique<Shard[]>(shard_count_);
   workers_.reserve(cfg.workers);
   for (unsigned i = 0; i < cfg.workers; ++i) workers_.push_back(std::make_unique<Worker>(this, i));
+  if (cfg.green_thread_stats)
+    for (auto& w : workers_) w->track_green_threads();
+  started_tsc_ = __rdtsc();
+  started_at_ = Clock::now();
   for (auto& w : workers_) w->start();
+  if (cfg.dump_on_signal) {
+    try {
+      dump_on_signal(this, cfg.dump_on_signal);
+    } catch (...) {
+      shutdown();
+      throw;
+    }
+  }
 }
 
 RuntimeCore::~RuntimeCore() {
@@ -99,6 +114,10 @@ void RuntimeCore::shutdown() {
                [this] { return live() == 0; });
   }
 
+  // A wake from outside (placement.cpp) may still be leaving schedule().
+  while (outside_wakes_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+  monitor_.stop();  // it reads the workers, as a dump does
+  stop_dump_on_signal(this);
   stop_workers_.store(true, std::memory_order_seq_cst);
   for (auto& w : workers_) w->hub().wake();
   for (auto& w : workers_) w->join();

@@ -21,11 +21,14 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "green/detail/fiber.hpp"
+#include "green/runtime.hpp"
 #include "green/detail/spin_lock.hpp"
 #include "injection_queue.hpp"
+#include "monitor.hpp"
 #include "stack.hpp"
 #include "worker.hpp"
 
@@ -35,6 +38,8 @@ struct RuntimeConfig {
   unsigned workers = 0;
   std::size_t stack_size = 0;
   std::chrono::steady_clock::duration trim_interval{};  // zero: never give memory back
+  int dump_on_signal = 0;
+  bool green_thread_stats = false;
 };
 
 class RuntimeCore {
@@ -59,6 +64,13 @@ class RuntimeCore {
   Worker& worker(unsigned i) noexcept { return *workers_[i]; }
   StackPool& stacks() noexcept { return stacks_; }
   std::size_t live() const noexcept;
+  // Runtime::dump() (dump.cpp); with the stacks of parked green threads
+  // only where none can resume meanwhile (the deadlock report: unwind.hpp).
+  std::string dump(bool with_stacks = false);
+  // Runtime::stats() (stats.cpp).
+  RuntimeStats stats();
+  // The monitor thread and the deadlock check (monitor.hpp).
+  Monitor& monitor() noexcept { return monitor_; }
 
   InjectionQueue& injected() noexcept { return injected_; }
   void inject(Fiber* f) noexcept;
@@ -107,7 +119,13 @@ class RuntimeCore {
   SpinLock done_lock_;      // with done_waiters_: "the last fiber ended"
   WaitList done_waiters_;
   std::atomic<std::uint64_t> next_id_{1};
+  std::atomic<int> outside_wakes_{0};  // schedule() calls from off the workers in progress
+  // stats(): TSC ticks to nanoseconds, calibrated against the clock since
+  // the runtime started.
+  std::uint64_t started_tsc_ = 0;
+  Clock::time_point started_at_{};
   void notify_if_all_done() noexcept;
+  Monitor monitor_{*this};  // last: it reads the registry while it runs
 };
 
 }  // namespace green::detail

@@ -30,13 +30,17 @@ Fiber* Worker::steal_work() {
     for (std::uint32_t k = 0; k < (available + 1) / 2; ++k) {
       Fiber* f = thief.steal();
       if (!f) break;
+      bump(counters_.stolen);
       if (!first) {
         first = f;
       } else {
         place(f, Place::back);
       }
     }
-    if (first) return first;
+    if (first) {
+      bump(counters_.steals);
+      return first;
+    }
   }
   return nullptr;
 }

@@ -10,6 +10,7 @@
 
 #include <boost/context/detail/fcontext.hpp>
 #include <cxxabi.h>
+#include <x86intrin.h>
 
 #include "fiber_internal.hpp"
 #include "stack.hpp"
@@ -19,6 +20,7 @@
 namespace green::detail {
 
 namespace ctx = boost::context::detail;
+
 
 EhGlobals* eh_globals() noexcept {
   return reinterpret_cast<EhGlobals*>(abi::__cxa_get_globals());
@@ -73,7 +75,14 @@ void Worker::fiber_entry(ctx::transfer_t t) {
     eh->caught_exceptions = sched_eh_caught_;
     eh->uncaught_exceptions = sched_eh_uncaught_;
   }
-  current_ = to;
+  current_.store(to, std::memory_order_relaxed);
+  if (track_green_threads_) [[unlikely]] {
+    // The TSC, not the clock: a clock read costs more than a switch.
+    const std::uint64_t now = __rdtsc();
+    if (from) Worker::bump(from->run_ticks, now - switched_in_tsc_);
+    if (to) Worker::bump(to->switches_in);
+    switched_in_tsc_ = now;
+  }
   void* target = to ? to->context : sched_context_;
 
 #if GREEN_ASAN

@@ -19,6 +19,7 @@ struct WaitAccess {
   }
   static bool enlist(const Waitable& o, Waiter& w) { return o.ops_->enlist(o.obj_, w); }
   static void unlist(const Waitable& o, Waiter& w) noexcept { o.ops_->unlist(o.obj_, w); }
+  static bool external(const Waitable& o) { return o.ops_->external; }
 };
 
 namespace {
@@ -84,6 +85,8 @@ std::vector<std::size_t> wait_for(std::span<const Waitable> objects, std::vector
     {
       Watches watches(objects, taken);
       Waiter me;
+      for (std::size_t i = 0; i < objects.size(); ++i)
+        if (!taken[i] && WaitAccess::external(objects[i])) me.external = true;  // an fd: never a deadlock
       woken = park_unlocked(
           unshared, me, deadline, "wait", [&](Waiter& w) { return watches.enlist(w); }, [](Waiter&) {});
     }

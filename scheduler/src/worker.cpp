@@ -63,9 +63,11 @@ bool Worker::fire_timers() {
   // Scanned on the fair tick and when idle, never per switch: reading the
   // clock costs more than a switch.
   if (timers_.empty()) return false;
-  return timers_.fire_due(Clock::now(), [](Fiber* f, std::uint64_t seq) {
-           try_wake_fiber(f, seq, WakeReason::timed_out);
-         }) > 0;
+  const auto fired = timers_.fire_due(Clock::now(), [](Fiber* f, std::uint64_t seq) {
+    try_wake_fiber(f, seq, WakeReason::timed_out);
+  });
+  if (fired > 0) bump(counters_.timers_fired, static_cast<std::uint64_t>(fired));
+  return fired > 0;
 }
 
 Fiber* Worker::pick_fair() {
@@ -124,6 +126,7 @@ Fiber* Worker::pick_fair() {
 }
 
 int Worker::poll_hub(Hub& hub, int timeout_ms, bool owner) noexcept {
+  bump(counters_.hub_polls);
   dispatching_io_ = true;
   const int dispatched = hub.poll(timeout_ms, owner);
   dispatching_io_ = false;

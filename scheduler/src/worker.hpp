@@ -170,10 +170,26 @@ class Worker {
   // Other workers steal through this handle (steal.cpp).
   WorkDeque::Stealer stealer() const noexcept { return deque_.stealer(); }
 
+  // For the deadlock check (monitor.hpp): sleeping in its hub, and how many
+  // times it has gone to sleep so far.
+  bool asleep() const noexcept { return parked_.load(std::memory_order_seq_cst); }
+  std::uint64_t idle_epoch() const noexcept { return idle_epoch_.load(std::memory_order_acquire); }
+
+  // Runtime::stats(): counters written only by this worker (relaxed), read
+  // by anyone. They sit in this worker's own object, away from its peers'.
+  struct Counters {
+    std::atomic<std::uint64_t> steals{0}, stolen{0}, hub_polls{0}, cross_wakes{0}, timers_fired{0};
+  };
+  static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  const Counters& counters() const noexcept { return counters_; }
+  void track_green_threads() noexcept { track_green_threads_ = true; }  // before start()
+
   Hub& hub() noexcept { return hub_; }
   RuntimeCore* runtime() const noexcept { return rt_; }
   unsigned index() const noexcept { return index_; }
-  Fiber* current() const noexcept { return current_; }
+  Fiber* current() const noexcept { return current_.load(std::memory_order_relaxed); }
   std::uint64_t green_threads_run() const noexcept { return runs_.load(std::memory_order_relaxed); }
   // Stacks bound here minus stacks freed here; summed over all workers it
   // is the number of green threads holding a stack.
@@ -238,7 +254,9 @@ class Worker {
   RuntimeCore* rt_;
   unsigned index_;
   std::thread thread_;
-  Fiber* current_ = nullptr;
+  // Relaxed atomic (plain moves on x86): Runtime::dump() reads it from
+  // other threads to say "running on worker k".
+  std::atomic<Fiber*> current_{nullptr};
   void* sched_context_ = nullptr;  // the scheduler's fcontext while a fiber runs
   EhGlobals* eh_ = nullptr;        // this thread's C++ exception globals
   void* sched_eh_caught_ = nullptr;
@@ -268,6 +286,10 @@ class Worker {
   Inbox inbox_;
   Inbox urgent_;  // see post_urgent()
   std::atomic<bool> parked_{false};
+  std::atomic<std::uint64_t> idle_epoch_{0};  // single writer: this worker, before parked_
+  Counters counters_;
+  bool track_green_threads_ = false;  // RuntimeOptions::green_thread_stats
+  std::uint64_t switched_in_tsc_ = 0;
   TimerHeap timers_;
   Hub hub_;
   static constexpr std::size_t kStackCacheMax = 64;

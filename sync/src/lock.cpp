@@ -59,7 +59,9 @@ std::uint64_t current_owner_id() noexcept {
 bool Lock::try_lock_for(Clock::duration timeout) {
   if (try_lock()) return true;
   if (timeout <= Clock::duration::zero()) return false;
-  return lock_slow(detail::deadline_after(timeout));
+  if (!lock_slow(detail::deadline_after(timeout))) return false;
+  held_by_.set(__builtin_frame_address(0));
+  return true;
 }
 
 bool Lock::lock_slow(detail::Deadline deadline) {
@@ -97,6 +99,7 @@ bool Lock::lock_slow(detail::Deadline deadline) {
     w.payload = &handed;
     if (!first_queued) first_queued = now_ticks();
     w.tag = first_queued;
+    w.object = detail::WaitObject::held(&held_by_);
     // A waiter that lost the race after being woken goes back to the front:
     // it keeps its place in the queue.
     if (!detail::park_on(lk, waiters_, w, deadline, "Lock", woken)) return false;

@@ -115,7 +115,7 @@ template <>
 struct WaitSourceFor<FdWatch> {
   static void* address(FdWatch& w) noexcept { return &w; }
   static constexpr WaitSourceOps ops{&io_detail::watch_ready, &io_detail::watch_prepare, &io_detail::watch_enlist,
-                                     &io_detail::watch_unlist};
+                                     &io_detail::watch_unlist, /*external=*/true};
 };
 }  // namespace green::detail
 

@@ -78,6 +78,16 @@ class TimeoutError : public BaseException {
   std::uint64_t scope_id_;
 };
 
+// gevent's LoopExit: "this operation would block forever". Thrown by a
+// plain thread's get() or join() without a timeout (Runtime::run's included)
+// when the runtime finds that nothing can ever end the wait: every green
+// thread is parked and nothing that could wake one remains. what() holds the
+// runtime's dump(). The rule for "nothing can wake" is in runtime.hpp.
+class LoopExit : public Error {
+ public:
+  using Error::Error;
+};
+
 // A failed system call: carries errno and says what was attempted, e.g.
 // "connect 127.0.0.1:9: Connection refused".
 class SystemError : public Error {

@@ -161,7 +161,9 @@ class GreenletRef {
   std::exception_ptr exception() const { return ready() ? fiber().observe_error() : nullptr; }
 
   // Waits until it ends; false if the timeout passed first. A green thread
-  // cannot join itself (Error).
+  // cannot join itself (Error). On a plain thread, join() and get() without
+  // a timeout throw LoopExit when the runtime finds it could never end
+  // (runtime.hpp, "Deadlock report").
   bool join() const { return fiber().join(detail::kNoDeadline); }
   bool join(detail::Clock::duration timeout) const { return fiber().join(detail::deadline_after(timeout)); }
 

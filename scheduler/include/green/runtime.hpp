@@ -33,6 +33,29 @@
 // green thread next switches out. Running out of memory for a stack makes
 // that green thread fail with green::SystemError (its get() throws).
 //
+// Deadlock report (gevent's LoopExit). A plain thread that waits for a green
+// thread without a timeout (run(), Greenlet::get() or join() with no
+// argument) gets green::LoopExit instead of waiting forever once the runtime
+// can no longer make progress: every green thread is parked, none with a
+// timer (sleep, a timeout, a green::Timeout scope, spawn_later) or on an fd
+// (a socket, a signal handler, a hooked C call) or on an offload()/blocking()
+// job, and nothing outside it may still wake one. Its what() names the green
+// thread joined and holds dump(). It is reported within about 20 ms of the
+// last possible waker going away (a monitor thread looks when the last worker
+// falls asleep, and again 10 ms later; it sleeps otherwise).
+//   Outside wakers the runtime knows of, and so never a false report:
+//   * a KeepAlive of this runtime (keep_alive() below), held by anybody;
+//   * an offload()/blocking() job running anywhere in the process;
+//   * a plain thread that has waited on anything green (Queue::get,
+//     Event::wait, a Lock, a timed get()...): from its first such wait until
+//     it exits, except while it waits in such a join itself;
+//   * the live green threads of any other Runtime in the process.
+//   A plain thread that feeds green threads without ever waiting on green
+//   (Event::set, Queue::put, spawn() or kill() from a std::thread of its own)
+//   is invisible to the runtime: give it a KeepAlive for as long as it may
+//   still do so, or the waits it would end may be reported as deadlocked.
+//   Green threads joining each other are never told: only the plain thread.
+//
 // Memory after a burst: free stacks beyond the working set go back to the
 // system. Every `trim_interval` (1 s by default) a worker that runs out of
 // work gives back half of the free stacks that sat unused in the shared pool
@@ -50,6 +73,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "green/greenlet.hpp"
 
@@ -65,6 +89,52 @@ struct RuntimeOptions {
   // How often idle workers give unused cached stacks (and free heap) back
   // to the system (see above); zero: never.
   std::chrono::milliseconds trim_interval{1000};
+  // A signal (SIGQUIT, say) on which dump() is printed to stderr, as the JVM
+  // does on SIGQUIT; 0: none. The runtime installs a handler for it
+  // (replacing any other) that only writes to a pipe; a plain thread of the
+  // library's reads it and prints, so the dump comes even while every
+  // worker is stuck in a green thread that never yields. Several runtimes
+  // may share a signal: each is dumped. Throws Error for a signal that
+  // cannot be caught. The handler stays installed after the runtime ends
+  // (a signal then prints nothing).
+  int dump_on_signal = 0;
+  // Per green thread run time and switch count in stats(): off by default;
+  // on, each switch reads the CPU's time-stamp counter and books both
+  // (callgrind: about 14 more instructions per switch, +3% of a one-worker
+  // hand-off's instructions; off, one branch: docs/DESIGN.md section 12a).
+  bool green_thread_stats = false;
+};
+
+// Runtime::stats(): counters summed on read. Each worker writes its own
+// (relaxed) and nobody else's, so counting shares no cache line between
+// workers; a read is a consistent-enough snapshot, not an atomic one.
+struct WorkerStats {
+  std::uint64_t green_threads_run = 0;   // switches into a green thread
+  std::uint64_t steals = 0;              // successful steals from a peer's queue
+  std::uint64_t stolen = 0;              // green threads those steals took
+  std::uint64_t hub_polls = 0;           // polls of its own or a busy peer's hub
+  std::uint64_t parks = 0;               // times it went to sleep with nothing to do
+  std::uint64_t cross_worker_wakes = 0;  // green threads it woke or spawned onto another worker
+  std::uint64_t timers_fired = 0;        // timers that came due here
+};
+
+struct GreenThreadStats {
+  std::uint64_t id = 0;
+  std::string name;
+  std::chrono::nanoseconds run_time{0};  // with green_thread_stats; else 0
+  std::uint64_t switches = 0;            // times switched in; with green_thread_stats
+  // Bytes of its stack ever touched (resident pages, from the top), for a
+  // parked green thread with a guarded stack of its own; 0 where not known
+  // (running, not started, a slab stack). A reused stack also counts what
+  // earlier green threads touched.
+  std::size_t stack_high_water = 0;
+};
+
+struct RuntimeStats {
+  std::vector<WorkerStats> workers;             // by worker index
+  std::vector<GreenThreadStats> green_threads;  // every live one, by id
+  WorkerStats total() const;                    // the workers' sum
+  std::string to_string() const;                // a table, for logs
 };
 
 class Runtime {
@@ -129,10 +199,45 @@ class Runtime {
   // trims may give back (a worker's own cache of up to 64 is not counted).
   std::size_t stacks_cached() const noexcept;
 
-  // One line per live green thread: id, name, and what it is doing
-  // ("not started", "parked: join", "runnable or running"). A snapshot for
-  // debugging hangs; safe to call from any thread at any time.
+  // Every live green thread, by id: a first line with its id, name and state
+  // ("not started", "running on worker 1", "runnable", "ending", or
+  // "parked: <wait>", e.g. "parked: Queue.get"), then indented details:
+  // what it waits on (a primitive and its address, "join of green thread 7
+  // (name)", "fd 12", a Lock and the green thread holding it), whether a
+  // timer will end the wait and when, how long it has been parked (at least:
+  // counted from the first dump or deadlock check that saw this wait), the
+  // green thread that spawned it, and the Locks it holds that others want.
+  // A snapshot taken without stopping anything, so a green thread that
+  // moves meanwhile is shown as it was; safe to call from any thread at any
+  // time, including while every worker is stuck. Stacks are not walked here
+  // (the green threads keep running); the LoopExit report has them.
   std::string dump() const;
+
+  // Counters per worker and per live green thread (see RuntimeStats); any
+  // thread, any time. Walks the live green threads (and asks the kernel
+  // which stack pages are resident for the parked ones): for monitoring,
+  // not for a hot loop.
+  RuntimeStats stats() const;
+
+  // A possible waker the runtime cannot see (see "Deadlock report" above):
+  // while any KeepAlive of this runtime lives, no wait on it ends in
+  // LoopExit. Movable, not copyable; release it (destroy or reset()) when
+  // its thread will no longer feed the runtime's green threads. It must not
+  // outlive the Runtime. Thread-safe: take and drop it on any thread.
+  class KeepAlive {
+   public:
+    KeepAlive() noexcept = default;
+    KeepAlive(KeepAlive&& other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
+    KeepAlive& operator=(KeepAlive&& other) noexcept;
+    ~KeepAlive();
+    void reset() noexcept;
+
+   private:
+    friend class Runtime;
+    explicit KeepAlive(detail::RuntimeCore* core) noexcept;
+    detail::RuntimeCore* core_ = nullptr;
+  };
+  KeepAlive keep_alive() const;
 
   detail::RuntimeCore* core() const;
 

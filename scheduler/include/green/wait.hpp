@@ -195,7 +195,7 @@ struct FiberWaitSource {
     std::lock_guard g(f->lock);
     f->joiners.remove(w);
   }
-  static constexpr WaitSourceOps ops{&ready, nullptr, &enlist, &unlist};
+  static constexpr WaitSourceOps ops{&ready, nullptr, &enlist, &unlist, /*external=*/false};
 };
 
 template <class T>

@@ -161,7 +161,7 @@ struct WaitSourceFor<AsyncResult<T>> {
     std::lock_guard g(r.lock_);
     r.waiters_.remove(w);
   }
-  static constexpr WaitSourceOps ops{&ready, nullptr, &enlist, &unlist};
+  static constexpr WaitSourceOps ops{&ready, nullptr, &enlist, &unlist, /*external=*/false};
 };
 }  // namespace green::detail
 

@@ -77,7 +77,7 @@ struct WaitSourceFor<Event> {
     std::lock_guard g(e.lock_);
     e.waiters_.remove(w);
   }
-  static constexpr WaitSourceOps ops{&ready, nullptr, &enlist, &unlist};
+  static constexpr WaitSourceOps ops{&ready, nullptr, &enlist, &unlist, /*external=*/false};
 };
 }  // namespace green::detail
 

@@ -34,7 +34,8 @@
 namespace green {
 
 // A non-recursive lock with no owner: any party may unlock it (gevent's
-// Lock is a Semaphore(1)). Unlocking a Lock that is not locked throws
+// Lock is a Semaphore(1)). Runtime::dump() still names the green thread that
+// took it last, from a frame address each acquisition records (one store). Unlocking a Lock that is not locked throws
 // green::Error. Locking it twice from one green thread deadlocks that green
 // thread (use RLock for re-entrancy).
 class Lock {
@@ -47,18 +48,20 @@ class Lock {
   void lock() {
     std::uint32_t s = 0;
     // acquire: pairs with unlock()'s release; the critical section starts here.
-    if (state_.compare_exchange_weak(s, kLocked, std::memory_order_acquire,
-                                     std::memory_order_relaxed))
-      return;
-    lock_slow(detail::kNoDeadline);
+    if (!state_.compare_exchange_weak(s, kLocked, std::memory_order_acquire,
+                                      std::memory_order_relaxed))
+      lock_slow(detail::kNoDeadline);
+    held_by_.set(__builtin_frame_address(0));  // for Runtime::dump(): who holds it
   }
   // Takes the lock if it is free now.
   bool try_lock() noexcept {
     std::uint32_t s = state_.load(std::memory_order_relaxed);
     while (!(s & kLocked)) {
       if (state_.compare_exchange_weak(s, s | kLocked, std::memory_order_acquire,
-                                       std::memory_order_relaxed))
+                                       std::memory_order_relaxed)) {
+        held_by_.set(__builtin_frame_address(0));
         return true;
+      }
     }
     return false;
   }
@@ -94,6 +97,7 @@ class Lock {
   void pass_on_wake() noexcept;
 
   std::atomic<std::uint32_t> state_{0};
+  detail::HeldBy held_by_;  // a frame of the party that took it last
   detail::SpinLock wait_lock_;  // guards waiters_ and the kWaiters/kWoken bits
   detail::WaitList waiters_;    // Waiter.tag: when it first queued (ns)
 };

@@ -335,7 +335,7 @@ struct QueueWaitSource {
   static bool ready(const void* q) { return static_cast<const QueueCore*>(q)->watch_ready(); }
   static bool enlist(void* q, Waiter& w) { return static_cast<QueueCore*>(q)->watch_enlist(w); }
   static void unlist(void* q, Waiter& w) noexcept { static_cast<QueueCore*>(q)->watch_unlist(w); }
-  static constexpr WaitSourceOps ops{&ready, nullptr, &enlist, &unlist};
+  static constexpr WaitSourceOps ops{&ready, nullptr, &enlist, &unlist, /*external=*/false};
 };
 template <class T>
 struct WaitSourceFor<Queue<T>> : QueueWaitSource {

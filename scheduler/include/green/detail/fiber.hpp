@@ -119,6 +119,7 @@ class Fiber {
   std::uint64_t id = 0;
   std::string name;
   RuntimeCore* runtime = nullptr;
+  std::uint64_t parent_id = 0;      // the spawning green thread; 0: a plain thread
 
   // ---- scheduling (owned by the worker that runs or parks it) -------------
   void* context = nullptr;          // saved boost fcontext while switched out
@@ -148,6 +149,25 @@ class Fiber {
   // What it is parked on ("join", "sleep", "Queue.get"...), for dumps; read
   // by other threads, hence atomic (relaxed: a dump is a snapshot).
   std::atomic<const char*> wait_reason{""};
+  // The current park's timer (steady_clock ticks; kNoParkTimer: none), or
+  // kExternalWake when something outside the runtime ends it (an fd, an
+  // offload job). Stored by the fiber before its park word goes odd
+  // (relaxed); the deadlock check (monitor.cpp) reads it between two reads
+  // of the park word.
+  static constexpr std::int64_t kNoParkTimer = INT64_MAX;
+  static constexpr std::int64_t kExternalWake = INT64_MIN;
+  std::atomic<std::int64_t> park_timer{kNoParkTimer};
+  // What the current park waits on (Waiter::object), stored with park_timer.
+  std::atomic<std::uintptr_t> wait_object{0};
+  // The park word a dump first saw, and when (steady_clock ticks): "parked
+  // for at least ..." costs the park nothing (Go's waitsince is as lazy).
+  std::atomic<std::uint64_t> seen_park_word{0};
+  std::atomic<std::int64_t> seen_since{0};
+  // RuntimeOptions::green_thread_stats: TSC ticks run and switches in,
+  // written by the worker switching it (relaxed; the run queue's hand-off
+  // orders one worker's writes before the next's), read by stats().
+  std::atomic<std::uint64_t> run_ticks{0};
+  std::atomic<std::uint64_t> switches_in{0};
   // True while the worker runs the park's after-switch step: a waker may win
   // the CAS during it, and the fiber then waits for the step to finish
   // before it touches its Waiter again (PUBLISHING in park.hpp).

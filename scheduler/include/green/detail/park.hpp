@@ -159,6 +159,7 @@ template <class Lock>
     }
     lk.unlock();
   };
+  if (!w.object) w.object = WaitObject::plain(&list);
   const WakeReason r = park(w, deadline, PublishFn(publish), what);
   return leave_park(r, *lk.mutex(), w, [&](Waiter& me) { list.remove(me); });
 }
@@ -201,6 +202,7 @@ bool park_unlocked(Lock& lock, Waiter& w, Deadline deadline, const char* what, E
 template <class Lock, class Ready>
 bool wait_until(Lock& lock, WaitList& list, Deadline deadline, const char* what, Ready&& ready) {
   Waiter w;
+  w.object = WaitObject::plain(&list);  // a join: the dump names the green thread
   return park_unlocked(
       lock, w, deadline, what,
       [&](Waiter& me) {

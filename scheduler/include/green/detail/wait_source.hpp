@@ -6,7 +6,10 @@
 // WaitSourceFor<T> beside its own definition, giving
 //
 //   static void* address(T& obj)         the object watched (its identity)
-//   static const WaitSourceOps ops        the three operations below
+//   static const WaitSourceOps ops        the operations below, and
+//                                         `external`: whether something
+//                                         outside the runtime (the kernel,
+//                                         for an fd) ends the wait
 //
 //   ready(obj)      whether a wait on it would not block now (a snapshot)
 //   prepare(obj)    may be null: runs on the caller's stack before each
@@ -33,6 +36,9 @@ struct WaitSourceOps {
   void (*prepare)(void* obj);
   bool (*enlist)(void* obj, Waiter& w);
   void (*unlist)(void* obj, Waiter& w) noexcept;
+  // A wait that includes this object is never part of a deadlock (LoopExit,
+  // scheduler/src/monitor.hpp): Waiter::external.
+  bool external = false;
 };
 
 template <class T>

@@ -21,11 +21,39 @@ struct ThreadParker {
   WakeReason wake_reason = WakeReason::none;
 };
 
+// The tags of Waiter::object (its low two bits; the objects are aligned).
+struct WaitObject {
+  static constexpr std::uintptr_t kPlain = 0;  // a primitive's wait list, at this address
+  static constexpr std::uintptr_t kHeld = 1;   // a HeldBy word of a primitive with a holder
+  static constexpr std::uintptr_t kFd = 2;     // an fd number, shifted left by 2
+  static constexpr std::uintptr_t kMask = 3;
+  static std::uintptr_t plain(const void* p) noexcept { return reinterpret_cast<std::uintptr_t>(p); }
+  static std::uintptr_t held(const void* p) noexcept { return reinterpret_cast<std::uintptr_t>(p) | kHeld; }
+  static std::uintptr_t fd(int fd) noexcept { return (static_cast<std::uintptr_t>(fd) << 2) | kFd; }
+};
+
+// Who holds a Lock, for Runtime::dump(): the address of a frame of the
+// green thread (or plain thread) that took it last, written at every
+// acquisition with one relaxed store (no call, no thread-local read); the
+// dump finds the green thread whose stack holds that address.
+struct HeldBy {
+  std::atomic<std::uintptr_t> frame{0};
+  void set(const void* f) noexcept { frame.store(reinterpret_cast<std::uintptr_t>(f), std::memory_order_relaxed); }
+};
+
 struct Waiter {
   // Intrusive links for the primitive's wait list; touched under its lock.
   Waiter* next = nullptr;
   Waiter* prev = nullptr;
   bool linked = false;
+  // Set by the waiting party before parking when something outside the
+  // runtime ends the wait (the kernel's fd readiness, a pool thread's
+  // offload job): the deadlock check (LoopExit) never counts such a wait as
+  // stuck.
+  bool external = false;
+  // What the party waits on, for Runtime::dump(): a tagged word (see
+  // WaitObject); 0 when there is nothing to name. Set before parking.
+  std::uintptr_t object = 0;
   // Exactly one of these is set by park().
   Fiber* fiber = nullptr;
   ThreadParker* thread = nullptr;

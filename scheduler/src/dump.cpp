@@ -1,0 +1,178 @@
+// dump.cpp — Runtime::dump(): what every live green thread is doing.
+//
+// A snapshot taken without stopping anything. Each live green thread is
+// referenced (add_ref) under its registry shard's lock, then described
+// outside the locks. What a parked green thread waits on is read between
+// two reads of its park word (acquire), like the deadlock check's look:
+// the fields a park stores before its park word goes odd are then those of
+// that park. A green thread that wakes during the dump is shown as it was.
+//
+// Stacks are walked only for the deadlock report (with_stacks), when no
+// green thread can resume during the walk (unwind.hpp).
+//
+// Reading a Lock's HeldBy word and a parked green thread's stack bounds
+// relies on the wait being in progress (a Lock with a waiter is alive, a
+// parked green thread keeps its stack); a wake in the middle of the dump
+// can make one line stale, never a later one wrong.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "fiber_internal.hpp"
+#include "runtime_core.hpp"
+#include "stack.hpp"
+#include "unwind.hpp"
+
+namespace green::detail {
+
+namespace {
+
+std::string label(const Fiber* f) {
+  return "green thread " + std::to_string(f->id) + " (" + (f->name.empty() ? "unnamed" : f->name) + ")";
+}
+
+std::string address(std::uintptr_t p) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(p));
+  return buf;
+}
+
+std::string millis(Clock::duration d) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
+}
+
+constexpr std::size_t kMaxFrames = 32;
+
+struct Entry {
+  Fiber* f = nullptr;
+  std::string head;                // "green thread N (name): state"
+  std::vector<std::string> lines;  // details, indented
+  std::uintptr_t held_frame = 0;   // a Lock it waits on: its holder's frame
+  std::uintptr_t held_lock = 0;    // ... and that Lock
+  const char* held_what = "";
+  bool parked = false;
+  std::vector<std::string> stack;  // innermost first
+  std::uintptr_t stack_low = 0, stack_high = 0;  // bounds while parked
+};
+
+}  // namespace
+
+std::string RuntimeCore::dump(bool with_stacks) {
+  std::vector<Fiber*> fibers;
+  for_each_live([&](Fiber* f) {
+    f->add_ref();
+    fibers.push_back(f);
+  });
+  std::sort(fibers.begin(), fibers.end(), [](const Fiber* a, const Fiber* b) { return a->id < b->id; });
+  const Deadline now = Clock::now();
+  std::vector<Entry> entries;
+  entries.reserve(fibers.size());
+
+  for (Fiber* f : fibers) {
+    Entry e;
+    e.f = f;
+    e.head = label(f) + ": ";
+    const std::uint64_t word = f->park_word.load(std::memory_order_acquire);
+    const std::int64_t timer = f->park_timer.load(std::memory_order_relaxed);
+    const std::uintptr_t object = f->wait_object.load(std::memory_order_relaxed);
+    const char* what = f->wait_reason.load(std::memory_order_relaxed);
+    // acquire: the check below stays after the reads above.
+    const bool stable = f->park_word.load(std::memory_order_acquire) == word;
+    int running_on = -1;
+    for (unsigned i = 0; i < worker_count(); ++i)
+      if (worker(i).current() == f) running_on = static_cast<int>(i);
+
+    if (!f->started()) {
+      e.head += "not started";
+    } else if ((word & 1) && stable) {
+      e.parked = true;
+      e.head += "parked: ";
+      e.head += what;
+      std::string on;
+      switch (object & WaitObject::kMask) {
+        case WaitObject::kFd:
+          on = "fd " + std::to_string(object >> 2);
+          break;
+        case WaitObject::kHeld: {
+          const auto* held = reinterpret_cast<const HeldBy*>(object & ~WaitObject::kMask);
+          on = std::string(what) + " at " + address(object & ~WaitObject::kMask);
+          e.held_frame = held->frame.load(std::memory_order_relaxed);
+          e.held_lock = object & ~WaitObject::kMask;
+          e.held_what = what;
+          break;
+        }
+        default:
+          if (object) {
+            on = std::string(what) + " at " + address(object);
+            for (Fiber* g : fibers)
+              if (reinterpret_cast<std::uintptr_t>(&g->joiners) == object) on = "join of " + label(g);
+          }
+      }
+      // "for at least": the first dump to see this park stamps it.
+      std::int64_t since = now.time_since_epoch().count();
+      if (f->seen_park_word.load(std::memory_order_relaxed) == word) {
+        since = f->seen_since.load(std::memory_order_relaxed);
+      } else {
+        f->seen_since.store(since, std::memory_order_relaxed);
+        f->seen_park_word.store(word, std::memory_order_relaxed);
+      }
+      std::string line = on.empty() ? "waiting" : "waits on " + on;
+      if (timer == Fiber::kExternalWake) {
+        line += "; woken from outside the runtime";
+      } else if (timer != Fiber::kNoParkTimer) {
+        const Deadline at{Clock::duration(timer)};
+        line += at > now ? "; timer in " + millis(at - now) : "; timer due";
+      }
+      line += "; parked for at least " + millis(now - Deadline(Clock::duration(since)));
+      e.lines.push_back(line);
+      if (const Stack* s = f->stack) {
+        e.stack_low = reinterpret_cast<std::uintptr_t>(s->base);
+        e.stack_high = reinterpret_cast<std::uintptr_t>(s->top());
+      }
+      if (with_stacks) {
+        e.stack = unwind_switched_out(f->context, kMaxFrames);
+      }
+    } else if (running_on >= 0) {
+      e.head += "running on worker " + std::to_string(running_on);
+    } else if (f->done()) {
+      e.head += "ending";
+    } else {
+      e.head += "runnable";
+    }
+    if (f->parent_id) e.lines.push_back("spawned by green thread " + std::to_string(f->parent_id));
+    entries.push_back(std::move(e));
+  }
+
+  // Who holds what: a Lock's holder is the parked green thread whose stack
+  // holds the frame that took it.
+  for (Entry& waiter : entries) {
+    if (!waiter.held_frame) continue;
+    Entry* holder = nullptr;
+    for (Entry& h : entries)
+      if (h.parked && waiter.held_frame >= h.stack_low && waiter.held_frame < h.stack_high) holder = &h;
+    if (holder) {
+      waiter.lines.front() += "; held by " + label(holder->f);
+      holder->lines.push_back("holds " + std::string(waiter.held_what) + " at " + address(waiter.held_lock) +
+                              ", wanted by " + label(waiter.f));
+    } else {
+      waiter.lines.front() += "; held by a running green thread or a plain thread";
+    }
+  }
+
+  std::string out;
+  for (const Entry& e : entries) {
+    out += e.head;
+    out += '\n';
+    for (const std::string& l : e.lines) out += "    " + l + '\n';
+    if (!e.stack.empty()) {
+      out += "    stack:\n";
+      for (const std::string& frame : e.stack) out += "      " + frame + '\n';
+    }
+  }
+  for (Fiber* f : fibers) f->release();
+  return out;
+}
+
+}  // namespace green::detail

@@ -1,0 +1,93 @@
+// LoopExit and fds: a green thread waiting on an fd is never reported as
+// deadlocked, since the kernel may end its wait at any time (monitor.hpp,
+// rule 2). The helper that makes the fd readable acts only once the monitor
+// has looked at the runtime with the green thread parked on it.
+#include <green/green.hpp>
+#include <green/io.hpp>
+#include <green/wait.hpp>
+#include <poll.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "monitor_probe.hpp"
+#include "parked.hpp"
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+TEST(LoopExitIo, AGreenThreadWaitingOnAnFdIsNeverReported) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+  green::Runtime rt({.workers = 2});
+  auto reader = rt.spawn(green::SpawnOptions{.name = "reader"}, [&] {
+    green::wait_readable(sv[0]);  // no timeout
+    char c = 0;
+    return ::read(sv[0], &c, 1) == 1 ? c : '?';
+  });
+  ASSERT_TRUE(green::testing::wait_parked(rt, "reader", ""));
+  // The dump names the fd and says that the kernel, not a green thread,
+  // ends the wait.
+  const std::string d = rt.dump();
+  EXPECT_NE(d.find("waits on fd " + std::to_string(sv[0]) + "; woken from outside the runtime"), std::string::npos)
+      << d;
+  const auto before = green::testing::deadlock_checks(rt);
+  std::thread writer([&] {
+    EXPECT_TRUE(green::testing::wait_checked(rt, before));
+    EXPECT_EQ(::write(sv[1], "x", 1), 1);
+  });
+  EXPECT_EQ(reader.get(), 'x');  // a watched join: no LoopExit
+  writer.join();
+  EXPECT_EQ(green::testing::deadlock_checks_held_off(rt), 0u);
+  green::close_fd(sv[0]);
+  ::close(sv[1]);
+}
+
+// green::wait() and green::poll() on fds park once on several objects: a
+// park that watches an fd is the kernel's to end, whatever else it watches.
+// `wait_on_fd` parks the reader without a timeout on readability of fd.
+template <class WaitOnFd>
+void expect_fd_wait_never_reported(WaitOnFd wait_on_fd) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+  green::Runtime rt({.workers = 2});
+  green::Event never;  // a green object nobody sets, watched beside the fd
+  auto reader = rt.spawn(green::SpawnOptions{.name = "reader"}, [&] {
+    wait_on_fd(sv[0], never);
+    char c = 0;
+    return ::read(sv[0], &c, 1) == 1 ? c : '?';
+  });
+  ASSERT_TRUE(green::testing::wait_parked(rt, "reader", ""));
+  const auto before = green::testing::deadlock_checks(rt);
+  std::thread writer([&] {
+    EXPECT_TRUE(green::testing::wait_checked(rt, before));
+    EXPECT_EQ(::write(sv[1], "x", 1), 1);
+  });
+  EXPECT_EQ(reader.get(), 'x');  // a watched join: no LoopExit
+  writer.join();
+  EXPECT_EQ(green::testing::deadlock_checks_held_off(rt), 0u);
+  green::close_fd(sv[0]);
+  ::close(sv[1]);
+}
+
+TEST(LoopExitIo, GreenWaitOnAnFdAndAnEventIsNeverReported) {
+  expect_fd_wait_never_reported([](int fd, green::Event& never) {
+    green::FdWatch watch{fd, green::FdWatch::read};
+    const auto ready = green::wait({watch, never});
+    EXPECT_EQ(ready.size(), 1u);
+  });
+}
+
+TEST(LoopExitIo, GreenPollIsNeverReported) {
+  expect_fd_wait_never_reported([](int fd, green::Event&) {
+    pollfd p{fd, POLLIN, 0};
+    EXPECT_EQ(green::poll(std::span<pollfd>(&p, 1)), 1);
+  });
+}
+
+}  // namespace

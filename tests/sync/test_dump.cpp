@@ -1,0 +1,183 @@
+// Runtime::dump(): each green thread's state (running on worker k,
+// runnable, parked, not started), what it waits on (a Lock and who holds it,
+// a join, a primitive's address, a timer), for how long, and who spawned
+// it; and RuntimeOptions::dump_on_signal.
+//
+// Every state is observed through dump() itself (polled, bounded); nothing
+// sleeps to synchronise.
+#include <green/green.hpp>
+#include <green/sync.hpp>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include "parked.hpp"
+#include "test_util.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <mutex>
+#include <initializer_list>
+#include <string>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+using green::testing::wait_parked;
+using green::testing::wait_until;
+
+// The lines dump() shows for the green thread called `name`: its first
+// line and its indented details ("" if it is not there).
+std::string block_of(const std::string& dump, const std::string& name) {
+  const auto at = dump.find("(" + name + "): ");
+  if (at == std::string::npos) return "";
+  const auto end = dump.find("\ngreen thread ", at);
+  return dump.substr(at, end == std::string::npos ? std::string::npos : end + 1 - at);
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// Until the block of `name` contains every one of `parts`.
+bool wait_block(const green::Runtime& rt, const std::string& name, std::initializer_list<std::string> parts) {
+  return wait_until([&] {
+    const std::string b = block_of(rt.dump(), name);
+    for (const auto& p : parts)
+      if (!contains(b, p)) return false;
+    return true;
+  });
+}
+
+TEST(Dump, LockDeadlockNamesBothGreenThreadsWhatEachHoldsAndWaitsOn) {
+  green::Runtime rt({.workers = 2});
+  green::Lock a, b;
+  green::Event a_taken, b_taken;
+  auto first = rt.spawn(green::SpawnOptions{.name = "holds-a"}, [&] {
+    std::lock_guard g(a);
+    a_taken.set();
+    b_taken.wait();
+    std::lock_guard h(b);
+  });
+  auto second = rt.spawn(green::SpawnOptions{.name = "holds-b", .worker = 1}, [&] {
+    std::lock_guard g(b);
+    b_taken.set();
+    a_taken.wait();
+    std::lock_guard h(a);
+  });
+  ASSERT_TRUE(wait_parked(rt, "Lock", 2));
+  const std::string d = rt.dump();
+  const std::string id_a = std::to_string(first.raw()->id), id_b = std::to_string(second.raw()->id);
+  const std::string a_lines = block_of(d, "holds-a"), b_lines = block_of(d, "holds-b");
+  // Each waits on the other's Lock, held by the other...
+  EXPECT_TRUE(contains(a_lines, "(holds-a): parked: Lock\n    waits on Lock at 0x")) << d;
+  EXPECT_TRUE(contains(a_lines, "; held by green thread " + id_b + " (holds-b)\n")) << d;
+  EXPECT_TRUE(contains(b_lines, "(holds-b): parked: Lock\n    waits on Lock at 0x")) << d;
+  EXPECT_TRUE(contains(b_lines, "; held by green thread " + id_a + " (holds-a)\n")) << d;
+  // ... and each is shown holding its own, wanted by the other.
+  EXPECT_TRUE(contains(a_lines, "    holds Lock at 0x")) << d;
+  EXPECT_TRUE(contains(a_lines, ", wanted by green thread " + id_b + " (holds-b)\n")) << d;
+  EXPECT_TRUE(contains(b_lines, "    holds Lock at 0x")) << d;
+  EXPECT_TRUE(contains(b_lines, ", wanted by green thread " + id_a + " (holds-a)\n")) << d;
+  // Shutdown kills both while they wait; their lock_guards unwind.
+  rt.shutdown();
+  EXPECT_EQ(rt.live_green_threads(), 0u);
+}
+
+TEST(Dump, RunningRunnableAndNotStarted) {
+  green::Runtime rt({.workers = 1});
+  green::Event ev;
+  std::atomic<bool> stop{false}, woke{false};
+  auto sleeper = rt.spawn(green::SpawnOptions{.name = "woken"}, [&] {
+    ev.wait();
+    woke = true;
+  });
+  ASSERT_TRUE(wait_parked(rt, "woken", "Event.wait"));
+  auto spinner = rt.spawn(green::SpawnOptions{.name = "spinner"}, [&] {
+    ev.set();  // "woken" becomes runnable, but this worker stays busy
+    while (!stop.load()) {
+    }
+  });
+  EXPECT_TRUE(wait_block(rt, "spinner", {"(spinner): running on worker 0\n"}));
+  EXPECT_TRUE(wait_block(rt, "woken", {"(woken): runnable\n"}));
+  auto later = rt.spawn(green::SpawnOptions{.name = "later"}, [] {});
+  EXPECT_TRUE(wait_block(rt, "later", {"(later): not started\n"}));
+  stop = true;
+  EXPECT_TRUE(later.join(5s));
+  EXPECT_TRUE(sleeper.join(5s));
+  EXPECT_TRUE(woke.load());
+  EXPECT_TRUE(spinner.join(5s));
+}
+
+TEST(Dump, JoinTimerParentAndDuration) {
+  green::Runtime rt({.workers = 2});
+  green::Event never;
+  std::atomic<std::uint64_t> main_id{0};
+  auto main = rt.spawn(green::SpawnOptions{.name = "parent"}, [&] {
+    main_id = green::current_id();
+    auto child = green::spawn(green::SpawnOptions{.name = "child"}, [&] { never.wait(30s); });
+    child.join();
+  });
+  ASSERT_TRUE(wait_parked(rt, "parent", "join"));
+  ASSERT_TRUE(wait_parked(rt, "child", "Event.wait"));
+  EXPECT_TRUE(wait_block(rt, "parent", {"(parent): parked: join\n    waits on join of green thread ",
+                                        " (child); parked for at least "}));
+  EXPECT_TRUE(wait_block(rt, "child", {"(child): parked: Event.wait\n    waits on Event.wait at 0x", "; timer in ",
+                                       " ms; parked for at least ",
+                                       "\n    spawned by green thread " + std::to_string(main_id.load()) + "\n"}));
+  // The duration is stamped by the first dump that saw the park, and grows.
+  EXPECT_TRUE(wait_until([&] {
+    const std::string b = block_of(rt.dump(), "parent");
+    return contains(b, "parked for at least ") && !contains(b, "parked for at least 0 ms");
+  }));
+  never.set();
+  EXPECT_TRUE(main.join(5s));
+}
+
+TEST(Dump, OnSignalPrintsFromAPlainThread) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const int saved_stderr = ::dup(2);
+  ASSERT_GE(saved_stderr, 0);
+  std::string seen;
+  {
+    green::Runtime rt({.workers = 1, .dump_on_signal = SIGUSR2});
+    std::atomic<bool> stop{false};
+    // The only worker never yields: the dump must not need it.
+    auto spinner = rt.spawn(green::SpawnOptions{.name = "stuck"}, [&] {
+      while (!stop.load()) {
+      }
+    });
+    ASSERT_TRUE(wait_until([&] { return rt.dump().find("(stuck): running") != std::string::npos; }));
+    ::fflush(stderr);
+    ASSERT_EQ(::dup2(fds[1], 2), 2);
+    ::raise(SIGUSR2);
+    const auto end = std::chrono::steady_clock::now() + 10s;
+    while (seen.find("(stuck): running on worker 0\n") == std::string::npos &&
+           std::chrono::steady_clock::now() < end) {
+      pollfd p{fds[0], POLLIN, 0};
+      if (::poll(&p, 1, 100) == 1) {
+        char buf[4096];
+        const ssize_t n = ::read(fds[0], buf, sizeof buf);
+        if (n > 0) seen.append(buf, static_cast<std::size_t>(n));
+      }
+    }
+    ::fflush(stderr);
+    ::dup2(saved_stderr, 2);
+    stop = true;
+    EXPECT_TRUE(spinner.join(5s));
+  }
+  ::close(saved_stderr);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  EXPECT_NE(seen.find("green: dump on signal " + std::to_string(SIGUSR2) + "\n"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("(stuck): running on worker 0\n"), std::string::npos) << seen;
+}
+
+TEST(Dump, OnSignalRejectsSignalsThatCannotBeCaught) {
+  EXPECT_THROW(green::Runtime({.workers = 1, .dump_on_signal = SIGKILL}), green::Error);
+  EXPECT_THROW(green::Runtime({.workers = 1, .dump_on_signal = -1}), green::Error);
+  EXPECT_THROW(green::Runtime({.workers = 1, .dump_on_signal = NSIG}), green::Error);
+}
+
+}  // namespace
