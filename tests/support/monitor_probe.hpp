@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "../../scheduler/src/runtime_core.hpp"
+#include "../../scheduler/src/worker.hpp"
 #include "test_util.hpp"
 
 namespace green::testing {
@@ -21,6 +22,20 @@ inline std::uint64_t deadlock_checks(const green::Runtime& rt) { return rt.core(
 // another runtime) might still wake one.
 inline std::uint64_t deadlock_checks_held_off(const green::Runtime& rt) {
   return rt.core()->monitor().held_off();
+}
+
+// Until every worker sleeps in its hub: a deadlock check run from then on
+// looks at a settled runtime instead of finding a worker still searching.
+inline bool wait_workers_asleep(const green::Runtime& rt,
+                                std::chrono::steady_clock::duration limit = std::chrono::seconds(10)) {
+  auto* core = rt.core();
+  return wait_until(
+      [&] {
+        for (unsigned i = 0; i < core->worker_count(); ++i)
+          if (!core->worker(i).asleep()) return false;
+        return true;
+      },
+      limit);
 }
 
 // Until the monitor has held off a report more than `before` times.
