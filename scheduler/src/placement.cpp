@@ -3,7 +3,8 @@
 // yield, an I/O wake, the extras of a steal or of an injection batch.
 //
 // The places, cheapest first (worker.hpp says in which order they are read):
-//   * the `next` slot of the waking worker: hand-off without a queue trip;
+//   * the `next` slot of the waking worker: hand-off without a queue trip,
+//     for the first wake of a turn (later ones queue behind, in order);
 //   * the current burst of spawns (pushed to the deque in reverse);
 //   * the deque: stealable, newest first at its back, "after everything
 //     queued here" at its front;
@@ -49,14 +50,17 @@ bool Worker::place(Fiber* f, Place where) noexcept {
       deferred_.push_back(f);  // see "Deferred joiners" in worker.hpp
       return false;
     }
-    if (next_streak_ < kNextStreak && (!f->pinned || f->pinned == this)) {
-      Fiber* kicked = std::exchange(next_, f);
-      if (kicked && place(kicked, Place::back)) announce_work();
+    if (!next_ && next_streak_ < kNextStreak && (!f->pinned || f->pinned == this)) {
+      next_ = f;
       return false;
     }
-    // Past the streak: behind the local work, so two green threads waking
-    // each other cannot starve the rest (after_all announces what it makes
-    // stealable).
+    // The slot holds an earlier wake of this turn: behind it and the local
+    // work, first woken first, so a burst of wakes runs in the order it was
+    // woken, as in gevent (had each wake taken the slot and pushed the one
+    // before onto the deque's LIFO end, five released waiters would run
+    // 4, 3, 2, 1, 0). Past the streak, the same: two green threads waking
+    // each other cannot starve the rest. after_all announces what it makes
+    // stealable.
     place(f, Place::after_all);
     return false;
   }

@@ -5,11 +5,14 @@
 //      queue, due timers and the hub first, so none starves behind local work;
 //      and the deque's oldest entry once it has waited kStarvedFairTicks
 //      such ticks, so old local work does not starve behind newer bursts;
-//   2. the `next` slot: the green thread this worker just woke, which gets
-//      the rest of the waker's turn (hand-off without a queue trip). A wake
-//      lands there only while fewer than kNextStreak picks in a row came from
-//      it; past that it goes to the front of the deque, so two green threads
-//      waking each other cannot starve the rest;
+//   2. the `next` slot: the first green thread this worker woke since the
+//      slot was last emptied, which gets the rest of the waker's turn
+//      (hand-off without a queue trip). Later wakes of the same turn go
+//      where a yield goes (the front of the deque or the yield FIFO), so a
+//      burst runs in wake order, as in gevent. A wake lands in the slot only
+//      while fewer than kNextStreak picks in a row came from it; past that it
+//      queues the same way, so two green threads waking each other cannot
+//      starve the rest;
 //   3. the burst's first child (see below), a deferred joiner whose mark
 //      has been reached, then the deque (run_queue.hpp), newest first;
 //   4. the inbox (pinned green threads woken by other threads), then the

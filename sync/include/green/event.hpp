@@ -32,7 +32,10 @@ class Event {
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
 
-  // Sets the flag and wakes every current waiter.
+  // Sets the flag and wakes every current waiter, without switching: the
+  // caller runs on until it blocks or yields. Waiters woken on the caller's
+  // worker then run in the order they started waiting (gevent's order);
+  // waiters taken by other workers run there, in parallel.
   void set();
   // Resets the flag; later wait()s block until the next set().
   void clear() noexcept;
