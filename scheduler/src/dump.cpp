@@ -141,7 +141,10 @@ std::string RuntimeCore::dump(bool with_stacks) {
     } else {
       e.head += "runnable";
     }
-    if (f->parent_id) e.lines.push_back("spawned by green thread " + std::to_string(f->parent_id));
+    std::string spawned;
+    if (f->parent_id) spawned = "spawned by green thread " + std::to_string(f->parent_id);
+    if (f->spawn_site) spawned += (spawned.empty() ? "spawned at " : " at ") + describe_code_address(f->spawn_site);
+    if (!spawned.empty()) e.lines.push_back(std::move(spawned));
     entries.push_back(std::move(e));
   }
 

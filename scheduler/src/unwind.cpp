@@ -19,6 +19,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <unordered_map>
 
 namespace green::detail {
 
@@ -83,6 +85,34 @@ std::vector<std::string> unwind_switched_out(void* fcontext, std::size_t max_fra
   (void)max_frames;
 #endif
   return frames;
+}
+
+std::string describe_code_address(const void* pc) {
+  static std::mutex mu;
+  static auto* known = new std::unordered_map<const void*, std::string>();  // never freed: see above
+  {
+    std::lock_guard g(mu);
+    if (auto it = known->find(pc); it != known->end()) return it->second;
+  }
+  std::string where;
+#if defined(__x86_64__)
+  unw_context_t uc;
+  unw_cursor_t cursor;
+  // Our own registers with pc as the instruction pointer: the symbol lookup
+  // reads nothing but the instruction pointer.
+  if (getcontext(reinterpret_cast<ucontext_t*>(&uc)) == 0) {
+    reinterpret_cast<ucontext_t*>(&uc)->uc_mcontext.gregs[REG_RIP] =
+        static_cast<greg_t>(reinterpret_cast<std::uintptr_t>(pc));
+    if (unw_init_local(&cursor, &uc) == 0) where = describe_frame(cursor, reinterpret_cast<std::uintptr_t>(pc));
+  }
+#endif
+  if (where.empty()) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%p", pc);
+    where = buf;
+  }
+  std::lock_guard g(mu);
+  return known->emplace(pc, std::move(where)).first->second;
 }
 
 }  // namespace green::detail

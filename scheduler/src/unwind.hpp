@@ -18,4 +18,11 @@ namespace green::detail {
 // the address alone where there is no symbol. At most `max_frames`.
 std::vector<std::string> unwind_switched_out(void* fcontext, std::size_t max_frames);
 
+// The function that holds code address `pc`, as "function+0xoffset"
+// (demangled), or the address alone. Remembered per address for the life of
+// the process: a dump names the same few spawn sites over and over, and
+// each fresh lookup reads the binary's symbol table. Safe at any time (it
+// reads no stack).
+std::string describe_code_address(const void* pc);
+
 }  // namespace green::detail

@@ -109,6 +109,44 @@ TEST(Dump, RunningRunnableAndNotStarted) {
   EXPECT_TRUE(spinner.join(5s));
 }
 
+// Where each green thread was spawned: the function that called spawn
+// (green::spawn, Runtime::spawn, Group::spawn), by its symbol.
+[[gnu::noinline]] green::Greenlet<bool> spawn_sleeper_from_a_named_function(green::Event& never) {
+  return green::spawn(green::SpawnOptions{.name = "from-function"}, [&never] { return never.wait(30s); });
+}
+
+[[gnu::noinline]] void spawn_group_member_from_a_named_function(green::Group& group, green::Event& never) {
+  group.spawn(green::SpawnOptions{.name = "group-member"}, [&never] { never.wait(30s); });
+}
+
+[[gnu::noinline]] green::Greenlet<bool> spawn_from_a_plain_thread_function(green::Runtime& rt, green::Event& never) {
+  return rt.spawn(green::SpawnOptions{.name = "from-plain"}, [&never] { return never.wait(30s); });
+}
+
+TEST(Dump, SpawnSiteNamesTheFunctionThatSpawned) {
+  green::Runtime rt({.workers = 2});
+  green::Event never;
+  green::Group group;
+  auto parent = rt.spawn(green::SpawnOptions{.name = "parent"}, [&] {
+    auto child = spawn_sleeper_from_a_named_function(never);
+    spawn_group_member_from_a_named_function(group, never);
+    child.join();
+    group.join();
+  });
+  auto plain = spawn_from_a_plain_thread_function(rt, never);
+  ASSERT_TRUE(wait_parked(rt, "from-function", "Event.wait"));
+  ASSERT_TRUE(wait_parked(rt, "group-member", "Event.wait"));
+  ASSERT_TRUE(wait_parked(rt, "from-plain", "Event.wait"));
+  const std::string d = rt.dump();
+  EXPECT_TRUE(contains(block_of(d, "from-function"), " at (anonymous namespace)::spawn_sleeper_from_a_named_function(")) << d;
+  EXPECT_TRUE(contains(block_of(d, "group-member"), " at (anonymous namespace)::spawn_group_member_from_a_named_function(")) << d;
+  // No parent green thread: "spawned at", from the plain thread's function.
+  EXPECT_TRUE(contains(block_of(d, "from-plain"), "\n    spawned at (anonymous namespace)::spawn_from_a_plain_thread_function(")) << d;
+  never.set();
+  EXPECT_TRUE(parent.join(5s));
+  EXPECT_TRUE(plain.join(5s));
+}
+
 TEST(Dump, JoinTimerParentAndDuration) {
   green::Runtime rt({.workers = 2});
   green::Event never;
@@ -124,7 +162,7 @@ TEST(Dump, JoinTimerParentAndDuration) {
                                         " (child); parked for at least "}));
   EXPECT_TRUE(wait_block(rt, "child", {"(child): parked: Event.wait\n    waits on Event.wait at 0x", "; timer in ",
                                        " ms; parked for at least ",
-                                       "\n    spawned by green thread " + std::to_string(main_id.load()) + "\n"}));
+                                       "\n    spawned by green thread " + std::to_string(main_id.load()) + " at "}));
   // The duration is stamped by the first dump that saw the park, and grows.
   EXPECT_TRUE(wait_until([&] {
     const std::string b = block_of(rt.dump(), "parent");

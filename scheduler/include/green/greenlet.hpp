@@ -280,6 +280,21 @@ class Greenlet : public GreenletRef {
 };
 
 namespace detail {
+// The address of the next instruction, inside whatever function this is
+// inlined into: spawn_on and the spawn entry points above it are
+// always_inline, so for a spawn it is a point in the function that called
+// spawn (Runtime::dump() prints its symbol as "spawned at"). One
+// instruction and a store per spawn. Elsewhere than x86-64, none.
+[[gnu::always_inline]] inline const void* code_address_here() noexcept {
+#if defined(__x86_64__)
+  const void* pc;
+  asm volatile("lea 0(%%rip), %0" : "=r"(pc));
+  return pc;
+#else
+  return nullptr;
+#endif
+}
+
 template <class F, class... Args>
 auto make_task(F&& fn, Args&&... args) {
   using R = SpawnResult<F, Args...>;
@@ -288,10 +303,11 @@ auto make_task(F&& fn, Args&&... args) {
                                              Tuple(std::forward<Args>(args)...));
 }
 template <class F, class... Args>
-auto spawn_on(RuntimeCore* rt, const SpawnOptions& opts, Deadline start_at, F&& fn,
-              Args&&... args) {
+[[gnu::always_inline]] inline auto spawn_on(RuntimeCore* rt, const SpawnOptions& opts, Deadline start_at, F&& fn,
+                                            Args&&... args) {
   using R = SpawnResult<F, Args...>;
   auto* task = make_task(std::forward<F>(fn), std::forward<Args>(args)...);
+  task->spawn_site = code_address_here();
   Greenlet<R> handle(task);  // the handle's reference
   submit(rt, task, opts, start_at);
   return handle;
@@ -303,12 +319,12 @@ auto spawn_on(RuntimeCore* rt, const SpawnOptions& opts, Deadline start_at, F&& 
 // outside a green thread (use Runtime::spawn there).
 template <class F, class... Args>
   requires detail::Spawnable<F, Args...>
-auto spawn(F&& fn, Args&&... args) {
+[[gnu::always_inline]] inline auto spawn(F&& fn, Args&&... args) {
   return detail::spawn_on(nullptr, SpawnOptions{}, detail::Deadline{}, std::forward<F>(fn),
                           std::forward<Args>(args)...);
 }
 template <class F, class... Args>
-auto spawn(const SpawnOptions& opts, F&& fn, Args&&... args) {
+[[gnu::always_inline]] inline auto spawn(const SpawnOptions& opts, F&& fn, Args&&... args) {
   return detail::spawn_on(nullptr, opts, detail::Deadline{}, std::forward<F>(fn),
                           std::forward<Args>(args)...);
 }
@@ -316,7 +332,7 @@ auto spawn(const SpawnOptions& opts, F&& fn, Args&&... args) {
 // Spawns fn(args...) to start once `delay` has passed. Killing it before then
 // cancels it: its body never runs, its links fire.
 template <class F, class... Args>
-auto spawn_later(detail::Clock::duration delay, F&& fn, Args&&... args) {
+[[gnu::always_inline]] inline auto spawn_later(detail::Clock::duration delay, F&& fn, Args&&... args) {
   return detail::spawn_on(nullptr, SpawnOptions{}, detail::deadline_after(delay),
                           std::forward<F>(fn), std::forward<Args>(args)...);
 }

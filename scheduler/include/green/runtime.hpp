@@ -149,7 +149,7 @@ class Runtime {
   // ends; returns its result or rethrows its exception. Other green threads
   // it spawned keep running. Throws Error if called from a green thread.
   template <class F>
-  decltype(auto) run(F&& fn) {
+  [[gnu::always_inline]] decltype(auto) run(F&& fn) {
     using R = std::invoke_result_t<std::decay_t<F>>;
     auto g = spawn(SpawnOptions{.name = "main"}, std::forward<F>(fn));
     if constexpr (std::is_void_v<R>) {
@@ -163,19 +163,19 @@ class Runtime {
   // is never a member of a green::Nursery (it is always `detached`).
   template <class F, class... Args>
     requires detail::Spawnable<F, Args...>
-  auto spawn(F&& fn, Args&&... args) {
+  [[gnu::always_inline]] auto spawn(F&& fn, Args&&... args) {
     return detail::spawn_on(core(), SpawnOptions{.detached = true}, detail::Deadline{},
                             std::forward<F>(fn), std::forward<Args>(args)...);
   }
   template <class F, class... Args>
-  auto spawn(const SpawnOptions& opts, F&& fn, Args&&... args) {
+  [[gnu::always_inline]] auto spawn(const SpawnOptions& opts, F&& fn, Args&&... args) {
     SpawnOptions detached = opts;
     detached.detached = true;
     return detail::spawn_on(core(), detached, detail::Deadline{}, std::forward<F>(fn),
                             std::forward<Args>(args)...);
   }
   template <class F, class... Args>
-  auto spawn_later(std::chrono::steady_clock::duration delay, F&& fn, Args&&... args) {
+  [[gnu::always_inline]] auto spawn_later(std::chrono::steady_clock::duration delay, F&& fn, Args&&... args) {
     return detail::spawn_on(core(), SpawnOptions{.detached = true}, detail::deadline_after(delay),
                             std::forward<F>(fn), std::forward<Args>(args)...);
   }
@@ -206,7 +206,14 @@ class Runtime {
   // (name)", "fd 12", a Lock and the green thread holding it), whether a
   // timer will end the wait and when, how long it has been parked (at least:
   // counted from the first dump or deadlock check that saw this wait), the
-  // green thread that spawned it, and the Locks it holds that others want.
+  // green thread that spawned it and where ("spawned by green thread 3 at
+  // serve(Socket)+0x5a": the function that called spawn, by its symbol and
+  // offset; a plain thread's spawn says "spawned at ..."), and the Locks it
+  // holds that others want. The spawn site is a code address recorded by
+  // the inlined spawn call, not a std::source_location: spawn's argument
+  // pack leaves no room for a defaulted location parameter. Names need the
+  // symbol table (a stripped binary shows addresses); functions in
+  // anonymous namespaces show as such.
   // A snapshot taken without stopping anything, so a green thread that
   // moves meanwhile is shown as it was; safe to call from any thread at any
   // time, including while every worker is stuck. Stacks are not walked here

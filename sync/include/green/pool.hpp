@@ -87,12 +87,12 @@ class Group {
   // Spawns fn(args...) as a member (in a Pool: waits for a free slot).
   template <class F, class... Args>
     requires detail::Spawnable<F, Args...>
-  auto spawn(F&& fn, Args&&... args) {
+  [[gnu::always_inline]] auto spawn(F&& fn, Args&&... args) {
     return spawn_member(SpawnOptions{}, detail::kNoDeadline, true, nullptr, std::forward<F>(fn),
                         std::forward<Args>(args)...);
   }
   template <class F, class... Args>
-  auto spawn(const SpawnOptions& opts, F&& fn, Args&&... args) {
+  [[gnu::always_inline]] auto spawn(const SpawnOptions& opts, F&& fn, Args&&... args) {
     return spawn_member(opts, detail::kNoDeadline, true, nullptr, std::forward<F>(fn),
                         std::forward<Args>(args)...);
   }
@@ -208,11 +208,12 @@ class Group {
   }
 
   template <class F, class... Args>
-  auto spawn_member(const SpawnOptions& opts, detail::Deadline deadline, bool block,
-                    detail::MemberWatch* watch, F&& fn, Args&&... args) {
+  [[gnu::always_inline]] auto spawn_member(const SpawnOptions& opts, detail::Deadline deadline, bool block,
+                                           detail::MemberWatch* watch, F&& fn, Args&&... args) {
     using R = detail::SpawnResult<F, Args...>;
     // The handle owns the new control block: it is freed if we throw.
     Greenlet<R> handle(detail::make_task(std::forward<F>(fn), std::forward<Args>(args)...));
+    handle.raw()->spawn_site = detail::code_address_here();  // see greenlet.hpp
     if (!core_->admit_spawned(handle.raw(), watch, deadline, block)) throw PoolFull();
     try {
       detail::submit(rt_, handle.raw(), opts, detail::Deadline{});

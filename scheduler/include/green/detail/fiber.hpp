@@ -120,6 +120,7 @@ class Fiber {
   std::string name;
   RuntimeCore* runtime = nullptr;
   std::uint64_t parent_id = 0;      // the spawning green thread; 0: a plain thread
+  const void* spawn_site = nullptr;  // code address in the spawn's caller (dump)
 
   // ---- scheduling (owned by the worker that runs or parks it) -------------
   void* context = nullptr;          // saved boost fcontext while switched out
