@@ -648,9 +648,34 @@ using namespace green::monkey_hooks;
 
 // ---- registration ---------------------------------------------------------------------
 
+#if defined(__SANITIZE_THREAD__)
+namespace {
+// Under ThreadSanitizer, green's own closes (io's close_fd, already under
+// the fd's lock) must still pass TSan's close interceptor: TSan forgets an
+// fd only there, and otherwise takes the next socket or pipe that reuses the
+// number for the old one and reports a race between, say, an accept4 on one
+// thread and an fstat of the new fd on another. The interceptor is the
+// first `close` in the search order; it calls the next one, ours, which
+// this flag sends straight to libc (close_fd_with is already under way).
+thread_local bool t_closing_through_sanitizer = false;
+
+int close_through_sanitizer(int fd) {
+  static auto* const first = reinterpret_cast<int (*)(int)>(dlsym(RTLD_DEFAULT, "close"));
+  t_closing_through_sanitizer = true;
+  const int r = first(fd);
+  t_closing_through_sanitizer = false;
+  return r;
+}
+}  // namespace
+#endif
+
 extern "C" __attribute__((visibility("default"))) int (*green_monkey_register_v2(const Ops* table))(int) {
   g_ops.store(table, std::memory_order_release);
+#if defined(__SANITIZE_THREAD__)
+  return &close_through_sanitizer;
+#else
   return [](int fd) { return close_forget(fd, nullptr); };
+#endif
 }
 
 extern "C" __attribute__((visibility("default"))) bool green_monkey_probe_seen() noexcept {
@@ -860,6 +885,9 @@ GREEN_HOOK unsigned sleep(unsigned seconds) {
 }
 
 GREEN_HOOK int close(int fd) {
+#if defined(__SANITIZE_THREAD__)
+  if (t_closing_through_sanitizer) return close_forget(fd, nullptr);  // see close_through_sanitizer
+#endif
   const Ops* o = ops();
   if (!o) return close_forget(fd, nullptr);
   // Under green's fd lock: waiters on fd are woken with EBADF, the fd's

@@ -127,10 +127,8 @@ std::string RuntimeCore::dump(bool with_stacks) {
       }
       line += "; parked for at least " + millis(now - Deadline(Clock::duration(since)));
       e.lines.push_back(line);
-      if (const Stack* s = f->stack) {
-        e.stack_low = reinterpret_cast<std::uintptr_t>(s->base);
-        e.stack_high = reinterpret_cast<std::uintptr_t>(s->top());
-      }
+      e.stack_low = f->stack_low.load(std::memory_order_relaxed);
+      e.stack_high = f->stack_high.load(std::memory_order_relaxed);
       if (with_stacks) {
         e.stack = unwind_switched_out(f->context, kMaxFrames);
       }

@@ -48,6 +48,9 @@ bool Worker::prepare_first_run(Fiber* f) {
     return false;
   }
   bound_.store(bound_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  f->stack_low.store(reinterpret_cast<std::uintptr_t>(f->stack->base), std::memory_order_relaxed);
+  f->stack_high.store(reinterpret_cast<std::uintptr_t>(f->stack->top()), std::memory_order_relaxed);
+  f->stack_guarded.store(f->stack->guard != nullptr, std::memory_order_relaxed);
   prepare_stack_for_reuse(f->stack);
   f->context = ctx::make_fcontext(f->stack->top(), f->stack->size, &fiber_entry);
   return true;

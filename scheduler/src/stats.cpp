@@ -53,16 +53,16 @@ namespace {
 // Resident bytes of [base, top) counted down from the top until the first
 // page never touched: the deepest the stack has been (pages stay resident
 // once touched, until the pool gives them back).
-std::size_t touched_from_top(const Stack& s) {
+std::size_t touched_from_top(std::uintptr_t base, std::uintptr_t top) {
   const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-  const auto low = reinterpret_cast<std::uintptr_t>(s.base) & ~(page - 1);
-  const auto high = reinterpret_cast<std::uintptr_t>(s.top());
-  const std::size_t pages = (high - low + page - 1) / page;
+  const auto low = base & ~(page - 1);
+  const std::size_t pages = (top - low + page - 1) / page;
   std::vector<unsigned char> resident(pages);
-  if (::mincore(reinterpret_cast<void*>(low), high - low, resident.data()) != 0) return 0;
+  // Fails (0) if the stack was given back and unmapped meanwhile.
+  if (::mincore(reinterpret_cast<void*>(low), top - low, resident.data()) != 0) return 0;
   std::size_t n = 0;
   while (n < pages && (resident[pages - 1 - n] & 1)) ++n;
-  return std::min(n * page, s.size);
+  return std::min(n * page, static_cast<std::size_t>(top - base));
 }
 
 }  // namespace
@@ -104,8 +104,9 @@ RuntimeStats RuntimeCore::stats() {
     // Only while it is parked does its stack stay put (see dump.cpp).
     const std::uint64_t word = f->park_word.load(std::memory_order_acquire);
     if (f->started() && (word & 1)) {
-      const Stack* s = f->stack;
-      if (s && s->guard) g.stack_high_water = touched_from_top(*s);
+      const std::uintptr_t low = f->stack_low.load(std::memory_order_relaxed);
+      const std::uintptr_t high = f->stack_high.load(std::memory_order_relaxed);
+      if (low && f->stack_guarded.load(std::memory_order_relaxed)) g.stack_high_water = touched_from_top(low, high);
     }
     out.green_threads.push_back(std::move(g));
   }

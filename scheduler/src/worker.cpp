@@ -226,6 +226,8 @@ namespace {
 void after_exit(void*, Fiber* from, Worker* w) {
   Stack* s = from->stack;
   from->stack = nullptr;
+  from->stack_low.store(0, std::memory_order_relaxed);  // see Fiber::stack_low
+  from->stack_high.store(0, std::memory_order_relaxed);
   w->release_stack(s);
   w->count_unbound();
   from->release();  // the runtime's reference

@@ -125,6 +125,13 @@ class Fiber {
   // ---- scheduling (owned by the worker that runs or parks it) -------------
   void* context = nullptr;          // saved boost fcontext while switched out
   Stack* stack = nullptr;           // bound at first run, returned at finish
+  // The bound stack's usable range and whether it has a guard page, for
+  // dump() and stats() on other threads (relaxed): set with `stack`,
+  // cleared before it is given back. They never dereference `stack`, which
+  // a trim may free under them; a green thread that ends during their
+  // snapshot leaves a stale range, never a dangling pointer.
+  std::atomic<std::uintptr_t> stack_low{0}, stack_high{0};
+  std::atomic<bool> stack_guarded{false};
   std::size_t stack_size = 0;       // requested size; 0 = runtime default
   Worker* pinned = nullptr;         // never leaves this worker when set
   Worker* start_on = nullptr;       // preferred worker for the first run
