@@ -54,6 +54,25 @@ std::string describe_frame(unw_cursor_t& cursor, unw_word_t ip) {
 
 }  // namespace
 
+std::string describe_code_address(std::uintptr_t ip, bool exact) {
+#if defined(__x86_64__)
+  // A cursor at `ip` (the other registers are ours: nothing is stepped),
+  // only to look the address up. unw_init_local looks up ip - 1 for the
+  // name, as for a return address; UNW_INIT_SIGNAL_FRAME, ip itself.
+  unw_context_t uc;
+  if (getcontext(reinterpret_cast<ucontext_t*>(&uc)) == 0) {
+    reinterpret_cast<ucontext_t*>(&uc)->uc_mcontext.gregs[REG_RIP] = static_cast<greg_t>(ip);
+    unw_cursor_t cursor;
+    if (unw_init_local2(&cursor, &uc, exact ? UNW_INIT_SIGNAL_FRAME : 0) == 0) return describe_frame(cursor, ip);
+  }
+#else
+  (void)exact;
+#endif
+  char line[32];
+  std::snprintf(line, sizeof line, "0x%llx", static_cast<unsigned long long>(ip));
+  return line;
+}
+
 std::vector<std::string> unwind_switched_out(void* fcontext, std::size_t max_frames) {
   std::vector<std::string> frames;
 #if defined(__x86_64__)

@@ -9,6 +9,7 @@
 // shows keep running.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -17,5 +18,11 @@ namespace green::detail {
 // One line per frame, innermost first: "function+0xoffset" (demangled), or
 // the address alone where there is no symbol. At most `max_frames`.
 std::vector<std::string> unwind_switched_out(void* fcontext, std::size_t max_frames);
+
+// The same line for one code address of this process (a frame a stack
+// capture recorded, stack_capture.hpp). `exact`: `ip` is an interrupted
+// instruction itself; otherwise a return address, whose call is the
+// instruction before it (what the name and offset are looked up for).
+std::string describe_code_address(std::uintptr_t ip, bool exact);
 
 }  // namespace green::detail
