@@ -8,11 +8,13 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
 
 #include "fiber_internal.hpp"
 #include "runtime_core.hpp"
 #include "stack.hpp"
+#include "stack_capture.hpp"
 #include "switch.hpp"
 
 namespace green::detail {
@@ -256,6 +258,12 @@ void Worker::main() {
   tls_worker = this;
   eh_ = eh_globals();
   altstack_ = install_overflow_handler_for_thread();
+  if (allow_stack_capture_) {
+    sigset_t capture;
+    sigemptyset(&capture);
+    sigaddset(&capture, stack_capture_signal());
+    pthread_sigmask(SIG_UNBLOCK, &capture, nullptr);
+  }
 #if GREEN_ASAN
   pthread_attr_t attr;
   if (pthread_getattr_np(pthread_self(), &attr) == 0) {

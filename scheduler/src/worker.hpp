@@ -56,6 +56,8 @@
 // only after the switch.
 #pragma once
 
+#include <pthread.h>
+
 #include <atomic>
 #include <cstdint>
 #include <new>
@@ -185,6 +187,13 @@ class Worker {
   }
   const Counters& counters() const noexcept { return counters_; }
   void track_green_threads() noexcept { track_green_threads_ = true; }  // before start()
+  // The blocking detector is on: the worker's thread unblocks the stack
+  // capture's signal (stack_capture.hpp), which it may have inherited
+  // blocked from the thread that made the runtime. Before start().
+  void allow_stack_capture() noexcept { allow_stack_capture_ = true; }
+  // Its OS thread, for the stack capture's pthread_kill. Set by start(),
+  // which happens before the monitor thread starts; valid until join().
+  pthread_t native_thread() noexcept { return thread_.native_handle(); }
 
   Hub& hub() noexcept { return hub_; }
   RuntimeCore* runtime() const noexcept { return rt_; }
@@ -289,6 +298,7 @@ class Worker {
   std::atomic<std::uint64_t> idle_epoch_{0};  // single writer: this worker, before parked_
   Counters counters_;
   bool track_green_threads_ = false;  // RuntimeOptions::green_thread_stats
+  bool allow_stack_capture_ = false;  // RuntimeOptions::max_blocking_time
   std::uint64_t switched_in_tsc_ = 0;
   TimerHeap timers_;
   Hub hub_;
