@@ -82,7 +82,7 @@ void BlockingDetector::sample() {
   for (unsigned i = 0; i < rt_.worker_count() && i < seen_.size(); ++i) {
     const Worker& w = rt_.worker(i);
     Fiber* const running = w.current();
-    const std::uint64_t runs = w.green_threads_run();
+    const std::uint64_t runs = w.scheduling_ticks();
     Seen& s = seen_[i];
     if (!running || running != s.fiber || runs != s.runs) {
       s = Seen{runs, running, now, false, false};
@@ -115,7 +115,7 @@ void BlockingDetector::report(unsigned index, const Seen& seen) {
     Fiber* f;
     ~Release() { f->release(); }
   } release{f};
-  const auto unchanged = [&] { return w.current() == f && w.green_threads_run() == seen.runs; };
+  const auto unchanged = [&] { return w.current() == f && w.scheduling_ticks() == seen.runs; };
   if (!unchanged()) return;  // switched since the look: the stall is over
 
   BlockingReport r;

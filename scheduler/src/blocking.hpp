@@ -1,13 +1,18 @@
 // blocking.hpp — the blocking detector (RuntimeOptions::max_blocking_time;
 // the user's manual is runtime.hpp, "Blocking detector").
 //
-// THE TICK. Worker::runs_ counts the switches into a green thread (jump,
-// switch.cpp) and Worker::current_ is the green thread running, null in the
-// scheduler context; both exist for stats() and dump() and are relaxed
-// atomics written only by their worker. A worker is stalled while two looks
+// THE TICK (Worker::scheduling_ticks). Worker::runs_ counts the switches
+// into a green thread (jump, switch.cpp) and Worker::current_ is the green
+// thread running, null in the scheduler context; both exist for stats() and
+// dump() and are relaxed atomics written only by their worker. A worker is stalled while two looks
 // see the same count and the same, non-null green thread: every switch into
 // a green thread moves the count, so the worker has run that one green
-// thread all along. So the workers pay nothing for the detector, on or off.
+// thread all along. A yield that finds nothing else to run does not switch,
+// but it is a scheduling point (the pick looked at the queues, the hub and
+// the timers: nobody waited), so it counts too: Worker::yield_ticks_, one
+// relaxed store on that no-op path only (without it, a green thread waiting
+// in a yield loop on an otherwise idle worker was reported). The hand-off
+// path pays nothing for the detector, on or off.
 //
 // THE LOOK (sample(), on the monitor thread, every period()): per worker,
 // (count, green thread) and the time this pair was first seen. A pair seen

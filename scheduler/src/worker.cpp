@@ -213,7 +213,14 @@ void Worker::yield_current(Fiber* self) {
   // after-switch step, and no switch at all when nothing else is runnable.
   yielded_.push(self);
   Fiber* next = pick_local();
-  if (next == self) return;
+  if (next == self) {
+    // Nothing else to run: no switch, but a scheduling point all the same
+    // (the pick looked at the queues, and on the fair tick at the hub and
+    // the timers). The blocking detector counts it as a tick (blocking.hpp);
+    // only this no-op yield pays the store, not a switch.
+    yield_ticks_.store(yield_ticks_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    return;
+  }
   SwitchMsg msg{self, nullptr, nullptr};
   jump(self, next, &msg, false);
 }

@@ -200,6 +200,11 @@ class Worker {
   unsigned index() const noexcept { return index_; }
   Fiber* current() const noexcept { return current_.load(std::memory_order_relaxed); }
   std::uint64_t green_threads_run() const noexcept { return runs_.load(std::memory_order_relaxed); }
+  // The blocking detector's scheduling tick (blocking.hpp): switches into a
+  // green thread, plus yields that found nothing else to run.
+  std::uint64_t scheduling_ticks() const noexcept {
+    return runs_.load(std::memory_order_relaxed) + yield_ticks_.load(std::memory_order_relaxed);
+  }
   // Stacks bound here minus stacks freed here; summed over all workers it
   // is the number of green threads holding a stack.
   std::int64_t stacks_bound_delta() const noexcept { return bound_.load(std::memory_order_relaxed); }
@@ -312,6 +317,7 @@ class Worker {
   std::size_t free_block_count_ = 0;
   std::uint64_t id_next_ = 0, id_end_ = 0;
   std::atomic<std::uint64_t> runs_{0};
+  std::atomic<std::uint64_t> yield_ticks_{0};  // single writer: yield_current's no-switch path
   std::atomic<std::int64_t> bound_{0};  // single writer: this worker
   bool spinning_ = false;
 };

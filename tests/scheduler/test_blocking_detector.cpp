@@ -190,6 +190,26 @@ TEST(BlockingDetector, GreenThreadsThatSwitchAreNeverReported) {
   EXPECT_GE(detector(rt)->samples(), 3u);  // it looked, and saw nothing to report
 }
 
+TEST(BlockingDetector, AYieldLoopAloneOnItsWorkerIsNoStall) {
+  // On the only worker, yield() finds nothing else to run and does not
+  // switch; it is a scheduling point all the same, and nobody waits.
+  ScopedEnv env(kEnv, nullptr);
+  Collector c;
+  green::Runtime rt({.workers = 1, .max_blocking_time = kThreshold, .on_blocking = c.callback()});
+  auto g = rt.spawn(green::SpawnOptions{.name = "yielder"}, [] {
+    const auto end = Clock::now() + 4 * kThreshold;
+    while (Clock::now() < end) {
+      spin(100us);
+      green::yield();
+    }
+  });
+  g.join(10s);
+  ASSERT_TRUE(g.ready());
+  let_detector_look(rt);
+  EXPECT_EQ(c.count(), 0u) << c.all()[0].to_string();
+  EXPECT_GE(detector(rt)->samples(), 8u);
+}
+
 TEST(BlockingDetector, OffReportsNothingAndNeverWakesTheMonitor) {
   ScopedEnv env(kEnv, nullptr);
   Collector c;
