@@ -110,9 +110,11 @@
 //     The runtime's deadlock check (LoopExit, above) shares the thread and
 //     waits meanwhile.
 //   * Off (the default): no signal handler, no thread, nothing sampled.
-//     On: the monitor thread wakes every max_blocking_time/4 and reads two
-//     counters per worker; the workers do nothing more than when off (the
-//     scheduling tick it reads is the switch count they keep anyway).
+//     On: the monitor thread wakes every max_blocking_time/4 and reads a
+//     few counters per worker; the workers do nothing more than when off
+//     (the scheduling tick it reads is the switch count they keep anyway,
+//     plus a count of yields that found nothing else to run: such a yield
+//     is a scheduling point too, and is never reported as a stall).
 //   * GREEN_MAX_BLOCKING_MS=<n>, a whole number of milliseconds from 1 to
 //     3600000, turns the detector on with that threshold for every runtime
 //     whose options leave max_blocking_time at zero (a value in the options
