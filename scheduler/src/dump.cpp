@@ -17,7 +17,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "fiber_internal.hpp"
@@ -44,6 +46,21 @@ std::string millis(Clock::duration d) {
 }
 
 constexpr std::size_t kMaxFrames = 32;
+
+// describe_code_address(), remembered per address for the life of the
+// process: a dump names the same few spawn sites over and over, and each
+// fresh lookup reads the binary's symbol table. The address is that of an
+// instruction inside the spawning function (greenlet.hpp), so it is looked
+// up exactly rather than as a return address.
+std::string spawn_site_name(const void* pc) {
+  static std::mutex mu;
+  static auto* known = new std::unordered_map<const void*, std::string>();  // never freed: dumps may run at exit
+  std::lock_guard g(mu);
+  auto it = known->find(pc);
+  if (it == known->end())
+    it = known->emplace(pc, describe_code_address(reinterpret_cast<std::uintptr_t>(pc), /*exact=*/true)).first;
+  return it->second;
+}
 
 struct Entry {
   Fiber* f = nullptr;
@@ -141,7 +158,7 @@ std::string RuntimeCore::dump(bool with_stacks) {
     }
     std::string spawned;
     if (f->parent_id) spawned = "spawned by green thread " + std::to_string(f->parent_id);
-    if (f->spawn_site) spawned += (spawned.empty() ? "spawned at " : " at ") + describe_code_address(f->spawn_site);
+    if (f->spawn_site) spawned += (spawned.empty() ? "spawned at " : " at ") + spawn_site_name(f->spawn_site);
     if (!spawned.empty()) e.lines.push_back(std::move(spawned));
     entries.push_back(std::move(e));
   }

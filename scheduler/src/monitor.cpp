@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "blocking.hpp"
 #include "fiber_internal.hpp"
 #include "green/detail/park.hpp"
 #include "green/errors.hpp"
@@ -105,17 +106,44 @@ void Monitor::ensure_started() {
   thread_ = std::thread([this] { loop(); });
 }
 
+void Monitor::watch_blocking(std::chrono::milliseconds threshold,
+                             std::function<void(const BlockingReport&)> on_report) {
+  {
+    std::lock_guard g(mu_);
+    if (blocking_ || thread_.joinable()) return;  // the thread reads blocking_ unlocked
+    blocking_ = std::make_unique<BlockingDetector>(rt_, threshold, std::move(on_report));
+  }
+  ensure_started();
+}
+
 void Monitor::loop() {
   std::unique_lock lk(mu_);
+  const auto woken = [&] { return stop_ || kicked_.load(std::memory_order_acquire); };
+  // The blocking detector's next look; without it the thread sleeps until
+  // a kick (no periodic wake).
+  Clock::time_point next_sample = blocking_ ? Clock::now() + blocking_->period() : Clock::time_point::max();
   for (;;) {
-    cv_.wait(lk, [&] { return stop_ || kicked_.load(std::memory_order_acquire); });
+    if (blocking_) {
+      cv_.wait_until(lk, next_sample, woken);
+    } else {
+      cv_.wait(lk, woken);
+    }
+    wakeups_.fetch_add(1, std::memory_order_release);
     if (stop_) return;
+    if (blocking_ && Clock::now() >= next_sample) {
+      lk.unlock();
+      blocking_->sample();
+      lk.lock();
+      next_sample = Clock::now() + blocking_->period();
+      if (stop_) return;
+    }
+    if (!kicked_.load(std::memory_order_acquire)) continue;
     kicked_.store(false, std::memory_order_release);
     lk.unlock();
     check();
     lk.lock();
     // Pacing: a server that goes idle thousands of times a second costs at
-    // most one check every kPace.
+    // most one check every kPace (the detector's next look waits as long).
     if (cv_.wait_for(lk, kPace, [&] { return stop_; })) return;
   }
 }

@@ -43,11 +43,18 @@
 // paths beyond one relaxed store per park (Fiber::park_timer) and a relaxed
 // load per worker sleep. The monitor sleeps on a condition variable between
 // kicks and paces itself to one check every kPace.
+//
+// THE BLOCKING DETECTOR (blocking.hpp) shares the thread when it is on:
+// the thread then starts with the runtime and also wakes every
+// BlockingDetector::period() to look at the workers. Off, it adds no wake:
+// the thread sleeps until a kick, as above (an idle runtime stays idle).
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -55,10 +62,12 @@
 #include <vector>
 
 #include "green/detail/fiber.hpp"
+#include "green/runtime.hpp"
 
 namespace green::detail {
 
 class RuntimeCore;
+class BlockingDetector;
 
 // Process-wide possible wakers outside every runtime (rule 3 above).
 void plain_thread_attached() noexcept;
@@ -75,6 +84,12 @@ class Monitor {
 
   // Stops the thread; before the runtime's workers go away.
   void stop() noexcept;
+
+  // Turns the blocking detector on (once, after the workers started):
+  // starts the thread, which then also wakes every period to sample.
+  void watch_blocking(std::chrono::milliseconds threshold, std::function<void(const BlockingReport&)> on_report);
+  // Null when the detector is off.
+  const BlockingDetector* blocking() const noexcept { return blocking_.get(); }
 
   // A plain thread's join of `target` without a deadline: returns once it
   // is done, or throws LoopExit when the runtime is found deadlocked.
@@ -96,6 +111,8 @@ class Monitor {
   // (a KeepAlive, a job, an attached plain thread, another runtime).
   std::uint64_t checks() const noexcept { return checks_.load(std::memory_order_acquire); }
   std::uint64_t held_off() const noexcept { return held_off_.load(std::memory_order_acquire); }
+  // Times the thread woke (a kick, a sample, pacing, a spurious wake).
+  std::uint64_t wakeups() const noexcept { return wakeups_.load(std::memory_order_acquire); }
 
  private:
   struct Victim {
@@ -130,7 +147,8 @@ class Monitor {
   RuntimeCore& rt_;
   std::atomic<int> holds_{0};
   std::atomic<bool> kicked_{false};
-  std::atomic<std::uint64_t> checks_{0}, held_off_{0};
+  std::atomic<std::uint64_t> checks_{0}, held_off_{0}, wakeups_{0};
+  std::unique_ptr<BlockingDetector> blocking_;  // set before the thread starts
   std::mutex mu_;  // with cv_: the monitor's sleep; guards stop_ and thread_
   std::condition_variable cv_;
   bool stop_ = false;

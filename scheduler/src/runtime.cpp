@@ -5,6 +5,7 @@
 #include <thread>
 #include <utility>
 
+#include "blocking.hpp"
 #include "fiber_internal.hpp"
 #include "runtime_core.hpp"
 
@@ -27,6 +28,13 @@ Runtime::Runtime(const RuntimeOptions& options) {
     throw Error("green::Runtime: dump_on_signal is not a signal that can be caught");
   cfg.dump_on_signal = options.dump_on_signal;
   cfg.green_thread_stats = options.green_thread_stats;
+  if (options.max_blocking_time < std::chrono::milliseconds::zero())
+    throw Error("green::Runtime: negative max_blocking_time");
+  // The option wins; GREEN_MAX_BLOCKING_MS only turns on what it leaves off.
+  cfg.max_blocking_time = options.max_blocking_time > std::chrono::milliseconds::zero()
+                              ? options.max_blocking_time
+                              : detail::max_blocking_time_from_environment();
+  cfg.on_blocking = options.on_blocking;
   core_ = std::make_unique<detail::RuntimeCore>(cfg);
 }
 
@@ -56,6 +64,8 @@ std::size_t Runtime::green_threads_with_stack() const noexcept {
 std::string Runtime::dump() const { return core_->dump(); }
 
 RuntimeStats Runtime::stats() const { return core_->stats(); }
+
+std::chrono::milliseconds Runtime::max_blocking_time() const noexcept { return core_->max_blocking_time(); }
 
 Runtime::KeepAlive Runtime::keep_alive() const { return KeepAlive(core_.get()); }
 

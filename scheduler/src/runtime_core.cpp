@@ -11,6 +11,7 @@
 #include "green/detail/park.hpp"
 #include "green/errors.hpp"
 #include "signal_dump.hpp"
+#include "stack_capture.hpp"
 
 namespace green::detail {
 
@@ -21,16 +22,24 @@ RuntimeCore::RuntimeCore(const RuntimeConfig& cfg)
   for (unsigned i = 0; i < cfg.workers; ++i) workers_.push_back(std::make_unique<Worker>(this, i));
   if (cfg.green_thread_stats)
     for (auto& w : workers_) w->track_green_threads();
+  if (cfg.max_blocking_time > std::chrono::milliseconds::zero()) {
+    // Before the workers start: the handler must be there by the first
+    // capture, and each worker unblocks its signal as it starts.
+    install_stack_capture_handler();
+    for (auto& w : workers_) w->allow_stack_capture();
+  }
   started_tsc_ = __rdtsc();
   started_at_ = Clock::now();
   for (auto& w : workers_) w->start();
-  if (cfg.dump_on_signal) {
-    try {
-      dump_on_signal(this, cfg.dump_on_signal);
-    } catch (...) {
-      shutdown();
-      throw;
+  try {
+    if (cfg.dump_on_signal) dump_on_signal(this, cfg.dump_on_signal);
+    if (cfg.max_blocking_time > std::chrono::milliseconds::zero()) {
+      monitor_.watch_blocking(cfg.max_blocking_time, cfg.on_blocking);
+      max_blocking_time_ = cfg.max_blocking_time;
     }
+  } catch (...) {
+    shutdown();
+    throw;
   }
 }
 

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -40,6 +41,8 @@ struct RuntimeConfig {
   std::chrono::steady_clock::duration trim_interval{};  // zero: never give memory back
   int dump_on_signal = 0;
   bool green_thread_stats = false;
+  std::chrono::milliseconds max_blocking_time{0};  // zero: the detector is off
+  std::function<void(const BlockingReport&)> on_blocking;
 };
 
 class RuntimeCore {
@@ -71,6 +74,8 @@ class RuntimeCore {
   RuntimeStats stats();
   // The monitor thread and the deadlock check (monitor.hpp).
   Monitor& monitor() noexcept { return monitor_; }
+  // The blocking detector's threshold (blocking.hpp); zero: off.
+  std::chrono::milliseconds max_blocking_time() const noexcept { return max_blocking_time_; }
 
   InjectionQueue& injected() noexcept { return injected_; }
   void inject(Fiber* f) noexcept;
@@ -106,6 +111,7 @@ class RuntimeCore {
   };
 
   unsigned configured_workers_;
+  std::chrono::milliseconds max_blocking_time_{0};
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<Shard[]> shards_;
   unsigned shard_count_;

@@ -19,8 +19,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
-#include <unordered_map>
 
 namespace green::detail {
 
@@ -56,6 +54,25 @@ std::string describe_frame(unw_cursor_t& cursor, unw_word_t ip) {
 
 }  // namespace
 
+std::string describe_code_address(std::uintptr_t ip, bool exact) {
+#if defined(__x86_64__)
+  // A cursor at `ip` (the other registers are ours: nothing is stepped),
+  // only to look the address up. unw_init_local looks up ip - 1 for the
+  // name, as for a return address; UNW_INIT_SIGNAL_FRAME, ip itself.
+  unw_context_t uc;
+  if (getcontext(reinterpret_cast<ucontext_t*>(&uc)) == 0) {
+    reinterpret_cast<ucontext_t*>(&uc)->uc_mcontext.gregs[REG_RIP] = static_cast<greg_t>(ip);
+    unw_cursor_t cursor;
+    if (unw_init_local2(&cursor, &uc, exact ? UNW_INIT_SIGNAL_FRAME : 0) == 0) return describe_frame(cursor, ip);
+  }
+#else
+  (void)exact;
+#endif
+  char line[32];
+  std::snprintf(line, sizeof line, "0x%llx", static_cast<unsigned long long>(ip));
+  return line;
+}
+
 std::vector<std::string> unwind_switched_out(void* fcontext, std::size_t max_frames) {
   std::vector<std::string> frames;
 #if defined(__x86_64__)
@@ -85,34 +102,6 @@ std::vector<std::string> unwind_switched_out(void* fcontext, std::size_t max_fra
   (void)max_frames;
 #endif
   return frames;
-}
-
-std::string describe_code_address(const void* pc) {
-  static std::mutex mu;
-  static auto* known = new std::unordered_map<const void*, std::string>();  // never freed: see above
-  {
-    std::lock_guard g(mu);
-    if (auto it = known->find(pc); it != known->end()) return it->second;
-  }
-  std::string where;
-#if defined(__x86_64__)
-  unw_context_t uc;
-  unw_cursor_t cursor;
-  // Our own registers with pc as the instruction pointer: the symbol lookup
-  // reads nothing but the instruction pointer.
-  if (getcontext(reinterpret_cast<ucontext_t*>(&uc)) == 0) {
-    reinterpret_cast<ucontext_t*>(&uc)->uc_mcontext.gregs[REG_RIP] =
-        static_cast<greg_t>(reinterpret_cast<std::uintptr_t>(pc));
-    if (unw_init_local(&cursor, &uc) == 0) where = describe_frame(cursor, reinterpret_cast<std::uintptr_t>(pc));
-  }
-#endif
-  if (where.empty()) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%p", pc);
-    where = buf;
-  }
-  std::lock_guard g(mu);
-  return known->emplace(pc, std::move(where)).first->second;
 }
 
 }  // namespace green::detail

@@ -9,6 +9,7 @@
 // shows keep running.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -18,11 +19,10 @@ namespace green::detail {
 // the address alone where there is no symbol. At most `max_frames`.
 std::vector<std::string> unwind_switched_out(void* fcontext, std::size_t max_frames);
 
-// The function that holds code address `pc`, as "function+0xoffset"
-// (demangled), or the address alone. Remembered per address for the life of
-// the process: a dump names the same few spawn sites over and over, and
-// each fresh lookup reads the binary's symbol table. Safe at any time (it
-// reads no stack).
-std::string describe_code_address(const void* pc);
+// The same line for one code address of this process (a frame a stack
+// capture recorded, stack_capture.hpp). `exact`: `ip` is an interrupted
+// instruction itself; otherwise a return address, whose call is the
+// instruction before it (what the name and offset are looked up for).
+std::string describe_code_address(std::uintptr_t ip, bool exact);
 
 }  // namespace green::detail

@@ -8,11 +8,13 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
 
 #include "fiber_internal.hpp"
 #include "runtime_core.hpp"
 #include "stack.hpp"
+#include "stack_capture.hpp"
 #include "switch.hpp"
 
 namespace green::detail {
@@ -211,7 +213,14 @@ void Worker::yield_current(Fiber* self) {
   // after-switch step, and no switch at all when nothing else is runnable.
   yielded_.push(self);
   Fiber* next = pick_local();
-  if (next == self) return;
+  if (next == self) {
+    // Nothing else to run: no switch, but a scheduling point all the same
+    // (the pick looked at the queues, and on the fair tick at the hub and
+    // the timers). The blocking detector counts it as a tick (blocking.hpp);
+    // only this no-op yield pays the store, not a switch.
+    yield_ticks_.store(yield_ticks_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    return;
+  }
   SwitchMsg msg{self, nullptr, nullptr};
   jump(self, next, &msg, false);
 }
@@ -258,6 +267,12 @@ void Worker::main() {
   tls_worker = this;
   eh_ = eh_globals();
   altstack_ = install_overflow_handler_for_thread();
+  if (allow_stack_capture_) {
+    sigset_t capture;
+    sigemptyset(&capture);
+    sigaddset(&capture, stack_capture_signal());
+    pthread_sigmask(SIG_UNBLOCK, &capture, nullptr);
+  }
 #if GREEN_ASAN
   pthread_attr_t attr;
   if (pthread_getattr_np(pthread_self(), &attr) == 0) {

@@ -59,6 +59,8 @@
 // only after the switch.
 #pragma once
 
+#include <pthread.h>
+
 #include <atomic>
 #include <cstdint>
 #include <new>
@@ -188,12 +190,24 @@ class Worker {
   }
   const Counters& counters() const noexcept { return counters_; }
   void track_green_threads() noexcept { track_green_threads_ = true; }  // before start()
+  // The blocking detector is on: the worker's thread unblocks the stack
+  // capture's signal (stack_capture.hpp), which it may have inherited
+  // blocked from the thread that made the runtime. Before start().
+  void allow_stack_capture() noexcept { allow_stack_capture_ = true; }
+  // Its OS thread, for the stack capture's pthread_kill. Set by start(),
+  // which happens before the monitor thread starts; valid until join().
+  pthread_t native_thread() noexcept { return thread_.native_handle(); }
 
   Hub& hub() noexcept { return hub_; }
   RuntimeCore* runtime() const noexcept { return rt_; }
   unsigned index() const noexcept { return index_; }
   Fiber* current() const noexcept { return current_.load(std::memory_order_relaxed); }
   std::uint64_t green_threads_run() const noexcept { return runs_.load(std::memory_order_relaxed); }
+  // The blocking detector's scheduling tick (blocking.hpp): switches into a
+  // green thread, plus yields that found nothing else to run.
+  std::uint64_t scheduling_ticks() const noexcept {
+    return runs_.load(std::memory_order_relaxed) + yield_ticks_.load(std::memory_order_relaxed);
+  }
   // Stacks bound here minus stacks freed here; summed over all workers it
   // is the number of green threads holding a stack.
   std::int64_t stacks_bound_delta() const noexcept { return bound_.load(std::memory_order_relaxed); }
@@ -292,6 +306,7 @@ class Worker {
   std::atomic<std::uint64_t> idle_epoch_{0};  // single writer: this worker, before parked_
   Counters counters_;
   bool track_green_threads_ = false;  // RuntimeOptions::green_thread_stats
+  bool allow_stack_capture_ = false;  // RuntimeOptions::max_blocking_time
   std::uint64_t switched_in_tsc_ = 0;
   TimerHeap timers_;
   Hub hub_;
@@ -305,6 +320,7 @@ class Worker {
   std::size_t free_block_count_ = 0;
   std::uint64_t id_next_ = 0, id_end_ = 0;
   std::atomic<std::uint64_t> runs_{0};
+  std::atomic<std::uint64_t> yield_ticks_{0};  // single writer: yield_current's no-switch path
   std::atomic<std::int64_t> bound_{0};  // single writer: this worker
   bool spinning_ = false;
 };

@@ -56,6 +56,73 @@
 //   still do so, or the waits it would end may be reported as deadlocked.
 //   Green threads joining each other are never told: only the plain thread.
 //
+// Blocking detector (opt-in). green does not preempt: a green thread that
+// computes, or calls a blocking function that green does not hook (a plain
+// read(2) on a blocking fd, a mutex held elsewhere, a long loop), keeps its
+// worker to itself, and every other green thread that worker would have
+// run waits. With RuntimeOptions::max_blocking_time set (or the environment
+// variable GREEN_MAX_BLOCKING_MS, for a binary you cannot change), the
+// runtime's monitor thread notices a worker that has run the same green
+// thread without a switch for that long and reports it, once per stall:
+// the worker, the green thread's id and name, how long so far, and that
+// green thread's stack, taken on the stuck worker at that moment. The report
+// goes to RuntimeOptions::on_blocking, or to stderr as one block of lines:
+//
+//   green: worker 1 has run green thread 7 (parser) for 104 ms without a
+//   switch (max_blocking_time 100 ms); its stack:
+//       #0 parse_everything(std::string const&)+0x4e
+//       #1 ...
+//
+//   * A stall ends when the worker switches (the green thread parks, yields,
+//     ends); the next one is a new stall, reported again. "For 104 ms" is
+//     at least that long (counted from the first look that saw it): the
+//     monitor looks every max_blocking_time/4, so a stall is reported
+//     between max_blocking_time and 1.5 times that after it began (plus the
+//     time to take the stack), and one shorter than max_blocking_time never.
+//   * The worker's other green threads are not stuck with it: idle workers
+//     steal what waits in its queue and poll its hub's fds (only green
+//     threads pinned to it, and those in its private queues, wait). The
+//     detector reports; it never interrupts or moves the green thread.
+//   * The stack. The monitor sends SIGURG to the stuck worker's OS thread
+//     (pthread_kill). The runtime installs a handler for it once per
+//     process, the first time a runtime turns the detector on, and keeps it
+//     (SA_RESTART, on the worker's alternate signal stack), and each worker
+//     unblocks SIGURG on its own thread (it may have inherited it blocked);
+//     a SIGURG that is not its own request goes on to the handler that was
+//     there before (one arriving with a request may be taken for it).
+//     The handler only records the return addresses (libunwind); the
+//     monitor names and demangles them. Most interrupted system calls
+//     restart, but one the stuck green thread is blocked in that the kernel
+//     never restarts after a handler (nanosleep, poll, select, a socket call
+//     with a timeout: signal(7)) returns EINTR, once per report. If the
+//     handler has not run within 100 ms (SIGURG blocked on that thread,
+//     replaced by another handler, or under ThreadSanitizer, which delivers
+//     a signal only at the thread's next intercepted call), the report comes
+//     without frames and says why (BlockingReport::stack_missing).
+//     Names come from the binary's symbol table: a stripped binary shows
+//     addresses, and static functions need the symbols kept.
+//   * on_blocking gets the report by reference, valid during the call only
+//     (copy what you keep). It runs on the monitor thread, one report at a
+//     time, while
+//     the green thread may still be stuck: keep it short, do not block in
+//     it, and call nothing of green that waits (get(), join(), a sync/ wait,
+//     shutdown()); an exception it throws is dropped with a line on stderr.
+//     The runtime's deadlock check (LoopExit, above) shares the thread and
+//     waits meanwhile.
+//   * Off (the default): no signal handler, no thread, nothing sampled.
+//     On: the monitor thread wakes every max_blocking_time/4 and reads a
+//     few counters per worker; the workers do nothing more than when off
+//     (the scheduling tick it reads is the switch count they keep anyway,
+//     plus a count of yields that found nothing else to run: such a yield
+//     is a scheduling point too, and is never reported as a stall).
+//   * GREEN_MAX_BLOCKING_MS=<n>, a whole number of milliseconds from 1 to
+//     3600000, turns the detector on with that threshold for every runtime
+//     whose options leave max_blocking_time at zero (a value in the options
+//     wins). Empty counts as unset. Anything else (0, a sign, a unit, spaces,
+//     a fraction, too large) is reported on stderr, once per process and
+//     value, naming the variable and the value, and the detector stays off:
+//     a bad setting never stops the program.
+//
 // Memory after a burst: free stacks beyond the working set go back to the
 // system. Every `trim_interval` (1 s by default) a worker that runs out of
 // work gives back half of the free stacks that sat unused in the shared pool
@@ -70,6 +137,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -82,6 +150,25 @@ namespace green {
 namespace detail {
 class RuntimeCore;
 }
+
+// What the blocking detector reports (see "Blocking detector" above).
+struct BlockingReport {
+  unsigned worker = 0;                        // the stuck worker's index
+  std::uint64_t green_thread_id = 0;          // the green thread it runs
+  std::string name;                           // its name ("" if unnamed)
+  std::chrono::nanoseconds stalled_for{0};    // without a switch, at least
+  std::chrono::milliseconds threshold{0};     // max_blocking_time in effect
+  // The green thread's stack at the report, innermost first, one
+  // "function+0xoffset" (demangled) or bare address per frame; empty when
+  // it could not be taken, and then stack_missing says why.
+  std::vector<std::string> frames;
+  std::string stack_missing;
+  // The report as printed on stderr: a first line, then one per frame.
+  std::string to_string() const;
+};
+
+// A threshold for those who just want the blocking detector on.
+inline constexpr std::chrono::milliseconds kDefaultMaxBlockingTime{100};
 
 struct RuntimeOptions {
   unsigned workers = 0;                 // 0 = std::thread::hardware_concurrency()
@@ -103,6 +190,14 @@ struct RuntimeOptions {
   // (callgrind: about 14 more instructions per switch, +3% of a one-worker
   // hand-off's instructions; off, one branch: docs/DESIGN.md section 12a).
   bool green_thread_stats = false;
+  // The blocking detector (see above): zero leaves it off unless
+  // GREEN_MAX_BLOCKING_MS turns it on; kDefaultMaxBlockingTime (100 ms) is
+  // a sensible value. Throws Error when negative.
+  std::chrono::milliseconds max_blocking_time{0};
+  // Where its reports go: called on the monitor thread, once per stall (see
+  // above for what it may do). Empty: each report is written to stderr.
+  // Setting it does not turn the detector on.
+  std::function<void(const BlockingReport&)> on_blocking{};
 };
 
 // Runtime::stats(): counters summed on read. Each worker writes its own
@@ -225,6 +320,10 @@ class Runtime {
   // which stack pages are resident for the parked ones): for monitoring,
   // not for a hot loop.
   RuntimeStats stats() const;
+
+  // The blocking detector's threshold in effect: the option, or
+  // GREEN_MAX_BLOCKING_MS's value where the option was zero; zero when off.
+  std::chrono::milliseconds max_blocking_time() const noexcept;
 
   // A possible waker the runtime cannot see (see "Deadlock report" above):
   // while any KeepAlive of this runtime lives, no wait on it ends in
