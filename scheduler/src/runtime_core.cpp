@@ -12,6 +12,7 @@
 #include "green/errors.hpp"
 #include "signal_dump.hpp"
 #include "stack_capture.hpp"
+#include "unwind.hpp"
 
 namespace green::detail {
 
@@ -22,6 +23,7 @@ RuntimeCore::RuntimeCore(const RuntimeConfig& cfg)
   for (unsigned i = 0; i < cfg.workers; ++i) workers_.push_back(std::make_unique<Worker>(this, i));
   if (cfg.green_thread_stats)
     for (auto& w : workers_) w->track_green_threads();
+  prepare_unwinder();  // unwind.hpp: libunwind's pipe now, not at the first dump
   if (cfg.max_blocking_time > std::chrono::milliseconds::zero()) {
     // Before the workers start: the handler must be there by the first
     // capture, and each worker unblocks its signal as it starts.

@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 
 namespace green::detail {
 
@@ -71,6 +72,17 @@ std::string describe_code_address(std::uintptr_t ip, bool exact) {
   char line[32];
   std::snprintf(line, sizeof line, "0x%llx", static_cast<unsigned long long>(ip));
   return line;
+}
+
+void prepare_unwinder() noexcept {
+#if defined(__x86_64__)
+  static std::once_flag once;
+  std::call_once(once, [] {
+    unw_context_t uc;
+    unw_cursor_t cursor;
+    if (getcontext(reinterpret_cast<ucontext_t*>(&uc)) == 0) (void)unw_init_local(&cursor, &uc);
+  });
+#endif
 }
 
 std::vector<std::string> unwind_switched_out(void* fcontext, std::size_t max_frames) {

@@ -25,4 +25,11 @@ std::vector<std::string> unwind_switched_out(void* fcontext, std::size_t max_fra
 // instruction before it (what the name and offset are looked up for).
 std::string describe_code_address(std::uintptr_t ip, bool exact);
 
+// libunwind (1.6) opens a pipe on its first use in a process and keeps it
+// (it checks addresses by writing them to it). Every runtime calls this at
+// construction, so that this happens then, once, and not in the middle of
+// a program's run at its first dump() (which names spawn sites) or blocking
+// report: the fds a program counts do not change under it.
+void prepare_unwinder() noexcept;
+
 }  // namespace green::detail
