@@ -35,6 +35,11 @@ StreamServer::~StreamServer() { life_.stop_at_destruction(*this); }
 
 void StreamServer::start() {
   life_.check_startable();
+  starting_.store(true);
+  struct Done {
+    Event& done;
+    ~Done() { done.set(); }  // also when start() throws
+  } done{start_done_};
   unsigned n = options_.listeners ? options_.listeners : detail::current_worker_count();
   const unsigned workers = detail::current_worker_count();
   if (address_.family() != AF_UNIX && !options_.share_port) check_port_free();
@@ -144,6 +149,9 @@ void StreamServer::serve(Socket& sock, const Address& peer) {
 void StreamServer::serve_forever() { life_.serve_forever(*this); }
 
 void StreamServer::stop(std::chrono::steady_clock::duration grace) {
+  // serve_forever() may still be in start() on another worker (TSan saw
+  // this stop() read acceptors_ while that start() appended to it).
+  if (starting_.load()) start_done_.wait();
   if (!life_.begin_stop()) return;
   // Stop accepting at once: shutdown() makes a TCP listening socket refuse
   // new connections and fail accept() with EINVAL, without closing the fd.

@@ -120,6 +120,10 @@ class StreamServer {
   std::vector<Socket> listeners_;
   std::vector<Greenlet<void>> acceptors_;
   detail::ServerLifecycle life_{"StreamServer"};
+  // A stop() from another green thread while start() still spawns the
+  // acceptors waits for it: acceptors_ is start()'s until start_done_.
+  std::atomic<bool> starting_{false};
+  Event start_done_;
   std::atomic<std::uint64_t> peer_errors_{0};
   // Accept failures since the last report, and when that report was
   // (steady_clock ticks): one report a second, whichever acceptor makes it.
