@@ -1,14 +1,37 @@
 // dump.cpp — Runtime::dump(): what every live green thread is doing.
 //
-// A snapshot taken without stopping anything. Each live green thread is
+// A snapshot taken without stopping the runtime. Each live green thread is
 // referenced (add_ref) under its registry shard's lock, then described
 // outside the locks. What a parked green thread waits on is read between
 // two reads of its park word (acquire), like the deadlock check's look:
 // the fields a park stores before its park word goes odd are then those of
 // that park. A green thread that wakes during the dump is shown as it was.
 //
-// Stacks are walked only for the deadlock report (with_stacks), when no
-// green thread can resume during the walk (unwind.hpp).
+// STACKS. A parked green thread's stack is walked from the registers its
+// last switch saved (unwind.hpp), while that one green thread is held
+// still; nothing else stops. The handshake, with the waker's CAS in
+// try_wake_fiber (park.cpp) and the check in Worker::jump (switch.cpp):
+//
+//   dump                                 waker, then the worker resuming it
+//   sees park word W (odd: parked)
+//   inspectors += 1           (seq_cst)  CAS park word W -> even (seq_cst)
+//   re-reads the park word    (seq_cst)  ... schedule, pop (happens-before)
+//   still W: walk the stack              jump(): inspectors != 0 (seq_cst)?
+//   inspectors -= 1, notify                then wait until it is 0
+//
+// All four are seq_cst, so they fall in one total order. If the re-read
+// still sees W, the CAS comes after it, hence after the increment, and the
+// check in jump() (after the CAS) sees the increment or the decrement that
+// ends the walk: the green thread cannot run during the walk. If the re-read
+// sees anything else, the green thread woke (and maybe parked again: the
+// word carries the park's sequence number), and its stack is not walked.
+// The stack itself stays mapped: a parked green thread keeps its stack, and
+// the reference keeps the control block (and `context`, written before the
+// park word went odd) alive. The walk only reads return addresses; they are
+// named after the decrement, so a waiting worker waits microseconds.
+//
+// At most kMaxStackWalks stacks a dump: a million parked green threads
+// must not make a dump take minutes. The deadlock report is this dump.
 //
 // Reading a Lock's HeldBy word and a parked green thread's stack bounds
 // relies on the wait being in progress (a Lock with a waiter is alive, a
@@ -46,20 +69,34 @@ std::string millis(Clock::duration d) {
 }
 
 constexpr std::size_t kMaxFrames = 32;
+constexpr std::size_t kMaxStackWalks = 1000;
 
 // describe_code_address(), remembered per address for the life of the
-// process: a dump names the same few spawn sites over and over, and each
-// fresh lookup reads the binary's symbol table. The address is that of an
-// instruction inside the spawning function (greenlet.hpp), so it is looked
-// up exactly rather than as a return address.
-std::string spawn_site_name(const void* pc) {
+// process: a dump names the same few spawn sites and frames over and over,
+// and each fresh lookup reads the binary's symbol table. A spawn site is an
+// instruction inside the spawning function (greenlet.hpp), looked up
+// exactly; a frame is a return address.
+std::string code_address_name(std::uintptr_t pc, bool exact) {
   static std::mutex mu;
-  static auto* known = new std::unordered_map<const void*, std::string>();  // never freed: dumps may run at exit
+  static auto* known = new std::unordered_map<std::uintptr_t, std::string>();  // never freed: dumps may run at exit
+  const std::uintptr_t key = (pc << 1) | (exact ? 1 : 0);
   std::lock_guard g(mu);
-  auto it = known->find(pc);
-  if (it == known->end())
-    it = known->emplace(pc, describe_code_address(reinterpret_cast<std::uintptr_t>(pc), /*exact=*/true)).first;
+  auto it = known->find(key);
+  if (it == known->end()) it = known->emplace(key, describe_code_address(pc, exact)).first;
   return it->second;
+}
+
+// The return addresses on the stack of `f`, seen parked with park word
+// `word`; false (and nothing walked) if it has woken since (STACKS above).
+bool walk_parked_stack(Fiber* f, std::uint64_t word, std::vector<std::uintptr_t>& frames) {
+  f->inspectors.fetch_add(1, std::memory_order_seq_cst);
+  const bool still_parked = f->park_word.load(std::memory_order_seq_cst) == word;
+  if (still_parked) {
+    frames = unwind_switched_out(f->context, kMaxFrames);
+    if (auto hook = dump_walk_hook.load(std::memory_order_acquire)) hook(f);
+  }
+  if (f->inspectors.fetch_sub(1, std::memory_order_seq_cst) == 1) f->inspectors.notify_all();
+  return still_parked;
 }
 
 struct Entry {
@@ -70,13 +107,17 @@ struct Entry {
   std::uintptr_t held_lock = 0;    // ... and that Lock
   const char* held_what = "";
   bool parked = false;
-  std::vector<std::string> stack;  // innermost first
+  std::vector<std::uintptr_t> stack;  // return addresses, innermost first
+  const char* stack_missing = nullptr;  // why a parked green thread's stack is not shown
   std::uintptr_t stack_low = 0, stack_high = 0;  // bounds while parked
 };
 
 }  // namespace
 
-std::string RuntimeCore::dump(bool with_stacks) {
+std::atomic<void (*)(Fiber*)> dump_walk_hook{nullptr};
+
+std::string RuntimeCore::dump() {
+  std::size_t walks = 0;
   std::vector<Fiber*> fibers;
   for_each_live([&](Fiber* f) {
     f->add_ref();
@@ -146,8 +187,11 @@ std::string RuntimeCore::dump(bool with_stacks) {
       e.lines.push_back(line);
       e.stack_low = f->stack_low.load(std::memory_order_relaxed);
       e.stack_high = f->stack_high.load(std::memory_order_relaxed);
-      if (with_stacks) {
-        e.stack = unwind_switched_out(f->context, kMaxFrames);
+      if (walks == kMaxStackWalks) {
+        e.stack_missing = "not walked: a dump walks at most 1000 stacks";
+      } else {
+        ++walks;
+        if (!walk_parked_stack(f, word, e.stack)) e.stack_missing = "not walked: it woke during the dump";
       }
     } else if (running_on >= 0) {
       e.head += "running on worker " + std::to_string(running_on);
@@ -158,7 +202,7 @@ std::string RuntimeCore::dump(bool with_stacks) {
     }
     std::string spawned;
     if (f->parent_id) spawned = "spawned by green thread " + std::to_string(f->parent_id);
-    if (f->spawn_site) spawned += (spawned.empty() ? "spawned at " : " at ") + spawn_site_name(f->spawn_site);
+    if (f->spawn_site) spawned += (spawned.empty() ? "spawned at " : " at ") + code_address_name(reinterpret_cast<std::uintptr_t>(f->spawn_site), /*exact=*/true);
     if (!spawned.empty()) e.lines.push_back(std::move(spawned));
     entries.push_back(std::move(e));
   }
@@ -186,7 +230,11 @@ std::string RuntimeCore::dump(bool with_stacks) {
     for (const std::string& l : e.lines) out += "    " + l + '\n';
     if (!e.stack.empty()) {
       out += "    stack:\n";
-      for (const std::string& frame : e.stack) out += "      " + frame + '\n';
+      for (const std::uintptr_t pc : e.stack) out += "      " + code_address_name(pc, /*exact=*/false) + '\n';
+    } else if (e.stack_missing) {
+      out += "    stack ";
+      out += e.stack_missing;
+      out += '\n';
     }
   }
   for (Fiber* f : fibers) f->release();

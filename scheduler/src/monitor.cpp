@@ -219,7 +219,7 @@ void Monitor::check() {
     lk.unlock();
     Snapshot second;
     verdict = look(second);
-    if (verdict == Look::stuck && second == first) deliver(rt_.dump(/*with_stacks=*/true));
+    if (verdict == Look::stuck && second == first) deliver(rt_.dump());
   }
   if (verdict == Look::held) held_off_.fetch_add(1, std::memory_order_release);
   checks_.fetch_add(1, std::memory_order_release);

@@ -240,9 +240,12 @@ void park_until_start(Fiber* f, Worker* w, Deadline at) {
 
 bool try_wake_fiber(Fiber* f, std::uint64_t seq, WakeReason reason) noexcept {
   std::uint64_t expected = (seq << 1) | 1;
-  // acq_rel: the winner sees what the parker wrote before parking, and the
-  // parker (resumed through a queue hand-off) sees wake_reason.
-  if (!f->park_word.compare_exchange_strong(expected, seq << 1, std::memory_order_acq_rel,
+  // acquire: the winner sees what the parker wrote before parking; release:
+  // the parker (resumed through a queue hand-off) sees wake_reason. seq_cst
+  // besides (the same locked instruction on x86): a dump walking the parked
+  // stack relies on this CAS and the dump's re-read of the park word being
+  // in one total order (dump.cpp, STACKS).
+  if (!f->park_word.compare_exchange_strong(expected, seq << 1, std::memory_order_seq_cst,
                                             std::memory_order_relaxed))
     return false;
   f->wake_reason = reason;

@@ -45,6 +45,10 @@ struct RuntimeConfig {
   std::function<void(const BlockingReport&)> on_blocking;
 };
 
+// For tests: called on the dumping thread while a dump holds a parked green
+// thread still to walk its stack (dump.cpp, STACKS), after the walk.
+extern std::atomic<void (*)(Fiber*)> dump_walk_hook;
+
 class RuntimeCore {
  public:
   explicit RuntimeCore(const RuntimeConfig& cfg);
@@ -67,9 +71,8 @@ class RuntimeCore {
   Worker& worker(unsigned i) noexcept { return *workers_[i]; }
   StackPool& stacks() noexcept { return stacks_; }
   std::size_t live() const noexcept;
-  // Runtime::dump() (dump.cpp); with the stacks of parked green threads
-  // only where none can resume meanwhile (the deadlock report: unwind.hpp).
-  std::string dump(bool with_stacks = false);
+  // Runtime::dump() and the deadlock report (dump.cpp).
+  std::string dump();
   // Runtime::stats() (stats.cpp).
   RuntimeStats stats();
   // The monitor thread and the deadlock check (monitor.hpp).

@@ -85,8 +85,8 @@ void prepare_unwinder() noexcept {
 #endif
 }
 
-std::vector<std::string> unwind_switched_out(void* fcontext, std::size_t max_frames) {
-  std::vector<std::string> frames;
+std::vector<std::uintptr_t> unwind_switched_out(void* fcontext, std::size_t max_frames) {
+  std::vector<std::uintptr_t> frames;
 #if defined(__x86_64__)
   if (!fcontext) return frames;
   unw_context_t uc;
@@ -107,7 +107,7 @@ std::vector<std::string> unwind_switched_out(void* fcontext, std::size_t max_fra
   do {
     unw_word_t ip = 0;
     if (unw_get_reg(&cursor, UNW_REG_IP, &ip) != 0 || ip == 0) break;
-    frames.push_back(describe_frame(cursor, ip));
+    frames.push_back(ip);
   } while (frames.size() < max_frames && unw_step(&cursor) > 0);
 #else
   (void)fcontext;

@@ -1,12 +1,11 @@
 // unwind.hpp — the call stack of a switched-out green thread, walked with
 // libunwind from the registers its last switch saved (Boost.Context's
-// fcontext), for the deadlock report.
+// fcontext), for dump() and the deadlock report.
 //
 // Safe only while that green thread cannot resume: the walk reads its
-// stack, which would change under it. The deadlock report walks stacks
-// after the monitor has found every green thread stuck with no waker left
-// (monitor.hpp); Runtime::dump() never does, since the green threads it
-// shows keep running.
+// stack, which would change under it. dump.cpp holds the green thread
+// still for the walk (STACKS there); the deadlock report's green threads
+// are stuck anyway.
 #pragma once
 
 #include <cstdint>
@@ -15,12 +14,14 @@
 
 namespace green::detail {
 
-// One line per frame, innermost first: "function+0xoffset" (demangled), or
-// the address alone where there is no symbol. At most `max_frames`.
-std::vector<std::string> unwind_switched_out(void* fcontext, std::size_t max_frames);
+// The return addresses of its frames, innermost first, at most
+// `max_frames`. Only reads memory; naming them (describe_code_address,
+// exact = false) is slower and can wait until the green thread may run.
+std::vector<std::uintptr_t> unwind_switched_out(void* fcontext, std::size_t max_frames);
 
-// The same line for one code address of this process (a frame a stack
-// capture recorded, stack_capture.hpp). `exact`: `ip` is an interrupted
+// One line for one code address of this process (a frame of a walk above
+// or of a stack capture, stack_capture.hpp): "function+0xoffset"
+// (demangled), or the address alone where there is no symbol. `exact`: `ip` is an interrupted
 // instruction itself; otherwise a return address, whose call is the
 // instruction before it (what the name and offset are looked up for).
 std::string describe_code_address(std::uintptr_t ip, bool exact);

@@ -12,6 +12,9 @@
 #include <unistd.h>
 
 #include "parked.hpp"
+#include "../../scheduler/src/runtime_core.hpp"
+#include "../../scheduler/src/fiber_internal.hpp"
+#include "test_env.hpp"
 #include "test_util.hpp"
 
 #include <atomic>
@@ -20,6 +23,7 @@
 #include <mutex>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 using namespace std::chrono_literals;
 
@@ -216,6 +220,125 @@ TEST(Dump, OnSignalRejectsSignalsThatCannotBeCaught) {
   EXPECT_THROW(green::Runtime({.workers = 1, .dump_on_signal = SIGKILL}), green::Error);
   EXPECT_THROW(green::Runtime({.workers = 1, .dump_on_signal = -1}), green::Error);
   EXPECT_THROW(green::Runtime({.workers = 1, .dump_on_signal = NSIG}), green::Error);
+}
+
+
+// Stacks of parked green threads (dump.cpp, STACKS).
+[[gnu::noinline]] void parks_in_a_named_function(green::Event& ev) {
+  ev.wait();
+  asm volatile("");  // keeps the call a call, not a tail jump
+}
+
+[[gnu::noinline]] void parks_one_level_down(green::Event& ev) {
+  parks_in_a_named_function(ev);
+  asm volatile("");
+}
+
+TEST(Dump, ParkedGreenThreadsShowTheirStacks) {
+  green::Runtime rt({.workers = 2});
+  green::Event ev;
+  auto g = rt.spawn(green::SpawnOptions{.name = "deep"}, [&] { parks_one_level_down(ev); });
+  ASSERT_TRUE(wait_parked(rt, "deep", "Event.wait"));
+  const std::string b = block_of(rt.dump(), "deep");
+  const auto stack = b.find("\n    stack:\n");
+  ASSERT_NE(stack, std::string::npos) << b;
+  // Innermost first: the function that parked, then its caller.
+  const auto inner = b.find("(anonymous namespace)::parks_in_a_named_function(green::Event&)+0x", stack);
+  const auto outer = b.find("(anonymous namespace)::parks_one_level_down(green::Event&)+0x", stack);
+  EXPECT_NE(inner, std::string::npos) << b;
+  EXPECT_NE(outer, std::string::npos) << b;
+  EXPECT_LT(inner, outer) << b;
+  ev.set();
+  EXPECT_TRUE(g.join(5s));
+}
+
+// A green thread woken while a dump walks its stack does not run until the
+// walk is over: the hook below runs on the dumping thread inside the walk,
+// wakes the green thread, and watches it for 100 ms. Without the hold, the
+// other worker would resume it within microseconds.
+std::atomic<green::Event*> g_wake_during_walk{nullptr};
+std::atomic<bool> g_ran{false}, g_ran_during_walk{false}, g_hooked{false};
+
+void wake_during_walk(green::detail::Fiber* f) {
+  green::Event* ev = g_wake_during_walk.load();
+  if (!ev || f->name != "held") return;
+  g_wake_during_walk = nullptr;
+  g_hooked = true;
+  ev->set();
+  g_ran_during_walk = wait_until([] { return g_ran.load(); }, 100ms);
+}
+
+TEST(Dump, AGreenThreadWokenDuringItsStackWalkWaitsForTheWalk) {
+  green::Runtime rt({.workers = 2});
+  green::Event ev;
+  auto g = rt.spawn(green::SpawnOptions{.name = "held"}, [&] {
+    parks_in_a_named_function(ev);
+    g_ran = true;
+  });
+  ASSERT_TRUE(wait_parked(rt, "held", "Event.wait"));
+  g_wake_during_walk = &ev;
+  green::detail::dump_walk_hook = &wake_during_walk;
+  const std::string d = rt.dump();
+  green::detail::dump_walk_hook = nullptr;
+  ASSERT_TRUE(g_hooked.load());
+  EXPECT_FALSE(g_ran_during_walk.load());
+  EXPECT_TRUE(contains(block_of(d, "held"), "parks_in_a_named_function")) << d;
+  EXPECT_TRUE(g.join(5s));
+  EXPECT_TRUE(g_ran.load());
+}
+
+// Dumps, stacks and all, while green threads park and wake across two
+// workers as fast as they can: every walk holds a green thread still or
+// skips it, so nothing crashes or races (run under TSan and ASan too), the
+// hand-offs all complete, and the parked green thread's stack is in every
+// dump.
+TEST(Dump, StacksWhileGreenThreadsParkAndWakeAcrossWorkers) {
+  green::Runtime rt({.workers = 2});
+  green::Event never;
+  auto parked = rt.spawn(green::SpawnOptions{.name = "parked"}, [&] { parks_in_a_named_function(never); });
+  constexpr int kRounds = green::testing::per_build(200000, 20000, 5000);
+  green::Queue<int> ping, pong;
+  auto a = rt.spawn(green::SpawnOptions{.name = "ping", .worker = 0}, [&] {
+    for (int i = 0; i < kRounds; ++i) {
+      ping.put(i);
+      pong.get();
+    }
+  });
+  auto b = rt.spawn(green::SpawnOptions{.name = "pong", .worker = 1}, [&] {
+    for (int i = 0; i < kRounds; ++i) pong.put(ping.get());
+  });
+  ASSERT_TRUE(wait_parked(rt, "parked", "Event.wait"));
+  int dumps = 0, with_stack = 0;
+  while (!a.ready() || dumps < 20) {
+    const std::string d = rt.dump();
+    ++dumps;
+    if (contains(block_of(d, "parked"), "parks_in_a_named_function")) ++with_stack;
+    if (dumps > 100000) break;
+  }
+  EXPECT_EQ(with_stack, dumps);
+  EXPECT_TRUE(a.join(30s));
+  EXPECT_TRUE(b.join(30s));
+  never.set();
+  EXPECT_TRUE(parked.join(5s));
+}
+
+// At most 1000 stacks a dump; the rest say why they have none.
+TEST(Dump, WalksAtMostAThousandStacks) {
+  green::Runtime rt({.workers = 2});
+  green::Event never;
+  constexpr int kParked = 1010;
+  std::vector<green::Greenlet<void>> parked;
+  for (int i = 0; i < kParked; ++i) parked.push_back(rt.spawn([&] { parks_in_a_named_function(never); }));
+  ASSERT_TRUE(wait_parked(rt, "Event.wait", kParked));
+  const std::string d = rt.dump();
+  std::size_t stacks = 0, over = 0;
+  for (std::size_t at = 0; (at = d.find("\n    stack:\n", at)) != std::string::npos; ++at) ++stacks;
+  for (std::size_t at = 0; (at = d.find("\n    stack not walked: a dump walks at most 1000 stacks\n", at)) != std::string::npos; ++at)
+    ++over;
+  EXPECT_EQ(stacks, 1000u);
+  EXPECT_EQ(over, static_cast<std::size_t>(kParked - 1000));
+  never.set();
+  for (auto& g : parked) EXPECT_TRUE(g.join(10s));
 }
 
 }  // namespace

@@ -309,10 +309,20 @@ class Runtime {
   // pack leaves no room for a defaulted location parameter. Names need the
   // symbol table (a stripped binary shows addresses); functions in
   // anonymous namespaces show as such.
-  // A snapshot taken without stopping anything, so a green thread that
+  // Each parked green thread's stack follows ("stack:", one frame a line,
+  // innermost first, at most 32), walked from the registers it saved when
+  // it parked. The walk holds that one green thread still: were it woken
+  // meanwhile, the worker that resumes it waits the few microseconds until
+  // the walk ends. Nothing else stops. Stacks of green threads that are
+  // running or runnable are not shown (they change as they are read; the
+  // blocking detector shows a stuck one's), nor of one that wakes between
+  // being seen parked and being walked ("stack not walked: it woke during
+  // the dump"), nor beyond the first 1000 parked ones in a dump.
+  // A snapshot taken without stopping the runtime, so a green thread that
   // moves meanwhile is shown as it was; safe to call from any thread at any
-  // time, including while every worker is stuck. Stacks are not walked here
-  // (the green threads keep running); the LoopExit report has them.
+  // time, including while every worker is stuck. It costs microseconds per
+  // green thread (tens for a stack, more the first time a frame's function
+  // is named): for diagnosis, not for a hot loop.
   std::string dump() const;
 
   // Counters per worker and per live green thread (see RuntimeStats); any

@@ -124,6 +124,10 @@ class Fiber {
 
   // ---- scheduling (owned by the worker that runs or parks it) -------------
   void* context = nullptr;          // saved boost fcontext while switched out
+  // Dumps walking this green thread's stack right now (dump.cpp). A worker
+  // about to switch to it waits until none is (Worker::jump), so the stack
+  // a dump reads cannot change under it.
+  std::atomic<std::uint32_t> inspectors{0};
   Stack* stack = nullptr;           // bound at first run, returned at finish
   // The bound stack's usable range and whether it has a guard page, for
   // dump() and stats() on other threads (relaxed): set with `stack`,
