@@ -9,26 +9,29 @@
 //
 // STACKS. A parked green thread's stack is walked from the registers its
 // last switch saved (unwind.hpp), while that one green thread is held
-// still; nothing else stops. The handshake, with the waker's CAS in
-// try_wake_fiber (park.cpp) and the check in Worker::jump (switch.cpp):
+// still; nothing else stops. The handshake, with the waker in
+// try_wake_fiber (park.cpp), the one way a parked green thread becomes
+// runnable again (a notify, a timer, a kill, an fd):
 //
-//   dump                                 waker, then the worker resuming it
+//   dump                                 waker
 //   sees park word W (odd: parked)
 //   inspectors += 1           (seq_cst)  CAS park word W -> even (seq_cst)
-//   re-reads the park word    (seq_cst)  ... schedule, pop (happens-before)
-//   still W: walk the stack              jump(): inspectors != 0 (seq_cst)?
-//   inspectors -= 1, notify                then wait until it is 0
+//   re-reads the park word    (seq_cst)  inspectors != 0? (seq_cst)
+//   still W: walk the stack                then wait until it is 0
+//   inspectors -= 1, notify              schedule the green thread
 //
 // All four are seq_cst, so they fall in one total order. If the re-read
 // still sees W, the CAS comes after it, hence after the increment, and the
-// check in jump() (after the CAS) sees the increment or the decrement that
+// waker's load (after its CAS) sees the increment or the decrement that
 // ends the walk: the green thread cannot run during the walk. If the re-read
 // sees anything else, the green thread woke (and maybe parked again: the
 // word carries the park's sequence number), and its stack is not walked.
+// The waker waits without holding anything the dump needs (the dump takes
+// no primitive's lock), so the wait ends.
 // The stack itself stays mapped: a parked green thread keeps its stack, and
 // the reference keeps the control block (and `context`, written before the
 // park word went odd) alive. The walk only reads return addresses; they are
-// named after the decrement, so a waiting worker waits microseconds.
+// named after the decrement, so a waiting waker waits microseconds.
 //
 // At most kMaxStackWalks stacks a dump: a million parked green threads
 // must not make a dump take minutes. The deadlock report is this dump.

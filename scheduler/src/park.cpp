@@ -238,16 +238,27 @@ void park_until_start(Fiber* f, Worker* w, Deadline at) {
   enter_park(f, w, seq, at, nullptr, nullptr);
 }
 
+// A dump is walking f's stack (dump.cpp, STACKS): f must not become
+// runnable until the walk ends. Rare (only during a dump) and short (a few
+// microseconds: the dump names the frames after letting go). The waker may
+// hold a primitive's lock meanwhile; the dump takes none of those.
+[[gnu::noinline, gnu::cold]] void wait_for_inspectors(Fiber* f) noexcept {
+  for (std::uint32_t n; (n = f->inspectors.load(std::memory_order_acquire)) != 0;)
+    f->inspectors.wait(n, std::memory_order_acquire);
+}
+
 bool try_wake_fiber(Fiber* f, std::uint64_t seq, WakeReason reason) noexcept {
   std::uint64_t expected = (seq << 1) | 1;
   // acquire: the winner sees what the parker wrote before parking; release:
   // the parker (resumed through a queue hand-off) sees wake_reason. seq_cst
-  // besides (the same locked instruction on x86): a dump walking the parked
-  // stack relies on this CAS and the dump's re-read of the park word being
-  // in one total order (dump.cpp, STACKS).
+  // besides (the same locked instruction on x86), and the load after it: a
+  // dump walking the parked stack relies on both being in one total order
+  // with its own (dump.cpp, STACKS).
   if (!f->park_word.compare_exchange_strong(expected, seq << 1, std::memory_order_seq_cst,
                                             std::memory_order_relaxed))
     return false;
+  if (f->inspectors.load(std::memory_order_seq_cst) != 0) [[unlikely]]
+    wait_for_inspectors(f);
   f->wake_reason = reason;
   f->runtime->schedule(f);
   return true;

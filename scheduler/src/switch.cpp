@@ -47,20 +47,8 @@ void Worker::fiber_entry(ctx::transfer_t t) {
   current_worker()->exit_fiber(self);
 }
 
-// A dump is walking `to`'s stack (dump.cpp, STACKS): it must not run
-// until the walk ends. Rare (only during a dump), and short (a few
-// microseconds a stack: the dump names the frames after letting go).
-[[gnu::noinline, gnu::cold]] static void wait_for_inspectors(Fiber* to) {
-  for (std::uint32_t n; (n = to->inspectors.load(std::memory_order_acquire)) != 0;)
-    to->inspectors.wait(n, std::memory_order_acquire);
-}
-
 [[gnu::noinline]] void Worker::jump(Fiber* from, Fiber* to, SwitchMsg* msg,
                                     bool from_is_finishing) {
-  // seq_cst: the other half of the dump's handshake (dump.cpp, STACKS). A
-  // plain load on x86; `to` was woken by a CAS that happens before this.
-  if (to && to->inspectors.load(std::memory_order_seq_cst) != 0) [[unlikely]]
-    wait_for_inspectors(to);
   // A slab stack has no guard page: it overflowed if we are below its base
   // now (a switch at the deepest point) or its canary was overwritten on
   // the way down and back. Both checks, because either can miss alone: the

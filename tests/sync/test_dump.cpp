@@ -23,6 +23,7 @@
 #include <mutex>
 #include <initializer_list>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -254,17 +255,13 @@ TEST(Dump, ParkedGreenThreadsShowTheirStacks) {
 
 // A green thread woken while a dump walks its stack does not run until the
 // walk is over: the hook below runs on the dumping thread inside the walk,
-// wakes the green thread, and watches it for 100 ms. Without the hold, the
-// other worker would resume it within microseconds.
-std::atomic<green::Event*> g_wake_during_walk{nullptr};
-std::atomic<bool> g_ran{false}, g_ran_during_walk{false}, g_hooked{false};
+// has another thread wake the green thread, and watches it for 100 ms.
+// Without the hold, the other worker would resume it within microseconds.
+std::atomic<bool> g_wake_now{false}, g_ran{false}, g_ran_during_walk{false}, g_hooked{false};
 
 void wake_during_walk(green::detail::Fiber* f) {
-  green::Event* ev = g_wake_during_walk.load();
-  if (!ev || f->name != "held") return;
-  g_wake_during_walk = nullptr;
-  g_hooked = true;
-  ev->set();
+  if (f->name != "held" || g_hooked.exchange(true)) return;
+  g_wake_now = true;
   g_ran_during_walk = wait_until([] { return g_ran.load(); }, 100ms);
 }
 
@@ -276,10 +273,15 @@ TEST(Dump, AGreenThreadWokenDuringItsStackWalkWaitsForTheWalk) {
     g_ran = true;
   });
   ASSERT_TRUE(wait_parked(rt, "held", "Event.wait"));
-  g_wake_during_walk = &ev;
+  std::thread waker([&] {
+    if (wait_until([] { return g_wake_now.load(); }, 10s)) ev.set();  // returns once the walk is over
+  });
   green::detail::dump_walk_hook = &wake_during_walk;
   const std::string d = rt.dump();
   green::detail::dump_walk_hook = nullptr;
+  g_wake_now = true;  // lets the waker go had the hook not run
+  waker.join();
+  ev.set();
   ASSERT_TRUE(g_hooked.load());
   EXPECT_FALSE(g_ran_during_walk.load());
   EXPECT_TRUE(contains(block_of(d, "held"), "parks_in_a_named_function")) << d;

@@ -312,8 +312,9 @@ class Runtime {
   // Each parked green thread's stack follows ("stack:", one frame a line,
   // innermost first, at most 32), walked from the registers it saved when
   // it parked. The walk holds that one green thread still: were it woken
-  // meanwhile, the worker that resumes it waits the few microseconds until
-  // the walk ends. Nothing else stops. Stacks of green threads that are
+  // meanwhile, whoever wakes it (a green thread, a plain thread, a timer or
+  // fd on a worker) waits the few microseconds until the walk ends before
+  // it becomes runnable. Nothing else stops. Stacks of green threads that are
   // running or runnable are not shown (they change as they are read; the
   // blocking detector shows a stuck one's), nor of one that wakes between
   // being seen parked and being walked ("stack not walked: it woke during

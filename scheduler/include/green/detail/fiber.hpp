@@ -124,10 +124,6 @@ class Fiber {
 
   // ---- scheduling (owned by the worker that runs or parks it) -------------
   void* context = nullptr;          // saved boost fcontext while switched out
-  // Dumps walking this green thread's stack right now (dump.cpp). A worker
-  // about to switch to it waits until none is (Worker::jump), so the stack
-  // a dump reads cannot change under it.
-  std::atomic<std::uint32_t> inspectors{0};
   Stack* stack = nullptr;           // bound at first run, returned at finish
   // The bound stack's usable range and whether it has a guard page, for
   // dump() and stats() on other threads (relaxed): set with `stack`,
@@ -156,6 +152,12 @@ class Fiber {
   // ---- waiting: see park.hpp ---------------------------------------------
   // (seq << 1) | 1 while parked in wait number `seq`, (seq << 1) otherwise.
   std::atomic<std::uint64_t> park_word{0};
+  // Dumps walking this green thread's parked stack right now (dump.cpp,
+  // STACKS). The waker that wins park_word waits until none is before it
+  // makes the green thread runnable (try_wake_fiber), so the stack a dump
+  // reads cannot change under it. Beside park_word: the waker reads it
+  // right after its CAS on that line.
+  std::atomic<std::uint32_t> inspectors{0};
   std::uint64_t park_seq = 0;       // written only by the fiber itself
   WakeReason wake_reason = WakeReason::none;  // written by the CAS winner
   // What it is parked on ("join", "sleep", "Queue.get"...), for dumps; read
