@@ -14,7 +14,11 @@
 // ca-certificates package) unless ca_file or ca_pem is given, and
 // TlsSocket::connect checks it names the host connected to. A server may
 // ask for client certificates (`client_certificate`), verified against
-// client_ca_file / client_ca_pem.
+// client_ca_file / client_ca_pem. ca_file, ca_pem and the system's bundle
+// file are read when the context is built; the system's hashed directory
+// may still be read during a handshake, for an issuer the bundle lacks
+// (small regular files, normally in the page cache: no readiness to wait
+// for, but a disk read on a worker if they are not).
 //
 // Errors. Building a context checks everything it can at once: a missing or
 // unreadable file, PEM that does not parse, a key that does not match the

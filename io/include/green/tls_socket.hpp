@@ -114,7 +114,8 @@ class TlsSocket final : public StreamTransport {
   // sending at the moment, waiting at most kCloseNotifyWait for room in the
   // socket's buffer (a peer that does not read is not waited for longer),
   // and never waits for the peer's close_notify. Then closes the fd: a green
-  // thread blocked on this connection throws SystemError(EBADF). A kill or
+  // thread blocked on this connection throws SystemError(EBADF), as do later
+  // recv and send calls. A kill or
   // Timeout that comes during that wait cuts it short and stays pending for
   // the green thread's next blocking call. Never throws.
   void close() noexcept;
