@@ -21,14 +21,25 @@
 
 namespace green {
 
+namespace {
+// The handlers' group: a Pool when their number is bounded.
+std::unique_ptr<Group> handler_group(std::size_t max_connections) {
+  if (max_connections > 0) return std::make_unique<Pool>(max_connections);
+  return std::make_unique<Group>();
+}
+}  // namespace
+
 StreamServer::StreamServer(Address address, Handler handler, StreamServerOptions options)
-    : address_(address), handler_(std::move(handler)), options_(options) {
+    : address_(address), handler_(std::move(handler)), options_(options),
+      handlers_(handler_group(options.max_connections)) {
   if (!handler_) throw Error("green::StreamServer: empty handler");
-  if (options_.max_connections > 0) {
-    handlers_ = std::make_unique<Pool>(options_.max_connections);
-  } else {
-    handlers_ = std::make_unique<Group>();
-  }
+}
+
+StreamServer::StreamServer(Address address, TlsContext tls, TlsHandler handler, StreamServerOptions options)
+    : address_(address), tls_(std::move(tls)), tls_handler_(std::move(handler)), options_(options),
+      handlers_(handler_group(options.max_connections)) {
+  if (!tls_handler_) throw Error("green::StreamServer: empty handler");
+  if (!tls_.valid() || !tls_.is_server()) throw Error("green::StreamServer: TLS needs a server TlsContext");
 }
 
 StreamServer::~StreamServer() { life_.stop_at_destruction(*this); }
@@ -123,15 +134,48 @@ void StreamServer::accept_loop(Socket& listener) {
 }
 
 void StreamServer::serve(Socket& sock, const Address& peer) {
+  if (tls_.valid()) {
+    serve_tls(sock, peer);
+    return;
+  }
   struct Closer {
     Socket& s;
     ~Closer() { s.close(); }  // when the handler ends, however it ends
   } closer{sock};
+  run_handler(peer, [&] { handler_(sock, peer); });
+}
+
+// In the connection's own green thread: the acceptor never waits for a
+// client's handshake.
+void StreamServer::serve_tls(Socket& sock, const Address& peer) {
+  TlsSocket conn;
   try {
-    // Declared after the Closer, so destroyed before it: the handler's
-    // helpers end before the socket they use is closed.
+    conn = TlsSocket::accept(std::move(sock), tls_, options_.tls_handshake_timeout);
+  } catch (const GreenletExit&) {
+    throw;  // killed by stop(): quietly
+  } catch (const TimeoutError&) {
+    // The handshake's own time limit (no Timeout scope is around it here).
+    tls_handshake_failures_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  } catch (const Error&) {
+    // TlsError (refused, garbage) or SystemError (reset): accept() closed it.
+    tls_handshake_failures_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  struct Closer {
+    TlsSocket& s;
+    ~Closer() { s.close(); }  // close_notify, then the fd
+  } closer{conn};
+  run_handler(peer, [&] { tls_handler_(conn, peer); });
+}
+
+template <class Call>
+void StreamServer::run_handler(const Address& peer, Call&& call) {
+  try {
+    // Declared after the caller's Closer, so destroyed before it: the
+    // handler's helpers end before the connection they use is closed.
     Nursery helpers;
-    handler_(sock, peer);
+    call();
   } catch (const GreenletExit&) {
     throw;  // killed by stop(): quietly
   } catch (const SystemError& e) {

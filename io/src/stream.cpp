@@ -11,7 +11,7 @@ constexpr std::size_t kReadChunk = 16 * 1024;
 constexpr std::size_t kWriteBuffer = 64 * 1024;
 }  // namespace
 
-Stream::Stream(Socket& sock, std::size_t max_line) : sock_(sock), max_line_(max_line) {
+Stream::Stream(StreamTransport& transport, std::size_t max_line) : t_(transport), max_line_(max_line) {
   if (max_line == 0) throw Error("green::Stream: max_line must be > 0");
 }
 
@@ -25,7 +25,7 @@ bool Stream::fill() {
   rbuf_.resize(old + kReadChunk);
   std::size_t n;
   try {
-    n = sock_.recv(rbuf_.data() + old, kReadChunk);
+    n = t_.recv(rbuf_.data() + old, kReadChunk);
   } catch (...) {
     rbuf_.resize(old);
     throw;
@@ -90,7 +90,7 @@ void Stream::flush() {
   if (wbuf_.empty()) return;
   std::string out;
   out.swap(wbuf_);  // a failed send drops the data: the connection is broken anyway
-  sock_.send_all(out);
+  t_.send_all(out);
 }
 
 }  // namespace green

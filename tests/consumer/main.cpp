@@ -1,6 +1,7 @@
 // Proves that an outside project can build and run against green, through
 // green::green (scheduler, sync and io), with C++20 from green's usage
-// requirements alone.
+// requirements alone. It makes a TlsContext, so that a static libgreen_io
+// must bring OpenSSL to the link (greenConfig.cmake's find_dependency).
 #include <green/green.hpp>
 #include <green/io.hpp>
 #include <green/sync.hpp>
@@ -19,6 +20,7 @@ int main() {
     return q.get() + b.get();
   });
   const auto port = green::Address::parse("127.0.0.1:42").port();
-  std::printf("consumer ok %d\n", port == 42 ? answer : -1);
-  return answer == 42 && port == 42 ? 0 : 1;
+  const bool tls = green::TlsContext::client({.verify = false}).valid();
+  std::printf("consumer ok %d\n", port == 42 && tls ? answer : -1);
+  return answer == 42 && port == 42 && tls ? 0 : 1;
 }

@@ -1,4 +1,4 @@
-// green/io.hpp — everything in io/: fd readiness, addresses, sockets,
+// green/io.hpp — everything in io/: fd readiness, addresses, sockets, TLS,
 // buffered streams, servers and signals.
 #pragma once
 
@@ -9,3 +9,6 @@
 #include "green/signal.hpp"
 #include "green/socket.hpp"
 #include "green/stream.hpp"
+#include "green/stream_transport.hpp"
+#include "green/tls_context.hpp"
+#include "green/tls_socket.hpp"

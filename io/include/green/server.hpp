@@ -48,6 +48,29 @@
 // be called from green threads of one runtime; stop() may come from any of
 // them (a signal handler, typically).
 //
+// TLS. Given a server TlsContext (green/tls_context.hpp), a StreamServer
+// speaks TLS on every connection and its handler gets a TlsSocket instead
+// of the Socket:
+//
+//   auto ctx = green::TlsContext::server({.cert_chain_file = "chain.pem", .key_file = "key.pem"});
+//   green::StreamServer server(green::Address::parse("0.0.0.0:6443"), ctx,
+//       [](green::TlsSocket& conn, const green::Address& peer) {
+//         green::Stream stream(conn);
+//         for (auto& line : stream.lines()) conn.send_all(line);
+//       });
+//
+// The acceptors only accept: each handshake runs in its connection's own
+// green thread, before the handler, so a slow or silent client holds up
+// nobody else. A handshake that fails (a client speaking plain text or
+// another protocol, one without the certificate the context requires, one
+// whose certificate does not verify, one that does not finish within
+// StreamServerOptions::tls_handshake_timeout, one that resets) closes that
+// connection and is counted (tls_handshake_failures()), not reported on
+// stderr: on the Internet it is normal. The handshake holds a
+// max_connections slot while it runs, which is why it has a time limit.
+// When the handler returns, the connection is closed with close_notify
+// (TlsSocket::close()).
+//
 // DatagramServer binds one UDP socket and calls handler(data, peer, server)
 // for every datagram, each in its own green thread; server.send_to() replies.
 #pragma once
@@ -69,6 +92,8 @@
 #include "green/lock.hpp"
 #include "green/pool.hpp"
 #include "green/socket.hpp"
+#include "green/tls_context.hpp"
+#include "green/tls_socket.hpp"
 
 namespace green {
 
@@ -78,13 +103,19 @@ struct StreamServerOptions {
   int backlog = 1024;
   bool nodelay = true;              // TCP_NODELAY on accepted connections
   bool share_port = false;          // join other processes' listeners on the port
+  // TLS servers: the time a client has to complete its handshake.
+  std::chrono::steady_clock::duration tls_handshake_timeout = std::chrono::seconds(10);
 };
 
 class StreamServer {
  public:
   using Handler = std::function<void(Socket&, const Address&)>;
+  using TlsHandler = std::function<void(TlsSocket&, const Address&)>;
 
   StreamServer(Address address, Handler handler, StreamServerOptions options = {});
+  // A TLS server (see the header comment). Throws green::Error if `tls` is
+  // not a server context.
+  StreamServer(Address address, TlsContext tls, TlsHandler handler, StreamServerOptions options = {});
   StreamServer(const StreamServer&) = delete;
   StreamServer& operator=(const StreamServer&) = delete;
   ~StreamServer();
@@ -106,15 +137,25 @@ class StreamServer {
   // Connections whose handler ended because the peer reset it or stopped
   // reading (not reported on stderr).
   std::uint64_t peer_errors() const noexcept { return peer_errors_.load(std::memory_order_relaxed); }
+  // TLS servers: connections closed because their handshake failed.
+  std::uint64_t tls_handshake_failures() const noexcept {
+    return tls_handshake_failures_.load(std::memory_order_relaxed);
+  }
 
  private:
   void accept_loop(Socket& listener);
   void serve(Socket& sock, const Address& peer);
+  void serve_tls(Socket& sock, const Address& peer);
+  // Runs the handler's call `call` the way every connection's handler runs.
+  template <class Call>
+  void run_handler(const Address& peer, Call&& call);
   void check_port_free() const;
   void report_accept_failure(int err);
 
   Address address_;
   Handler handler_;
+  TlsContext tls_;  // valid() for a TLS server, whose handler is tls_handler_
+  TlsHandler tls_handler_;
   StreamServerOptions options_;
   std::unique_ptr<Group> handlers_;
   std::vector<Socket> listeners_;
@@ -125,6 +166,7 @@ class StreamServer {
   std::atomic<bool> starting_{false};
   Event start_done_;
   std::atomic<std::uint64_t> peer_errors_{0};
+  std::atomic<std::uint64_t> tls_handshake_failures_{0};
   // Accept failures since the last report, and when that report was
   // (steady_clock ticks): one report a second, whichever acceptor makes it.
   std::atomic<std::uint64_t> accept_failures_{0};

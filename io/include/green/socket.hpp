@@ -29,6 +29,10 @@
 // another writes; two concurrent readers (or writers) of one socket are an
 // error (green::Error). A Socket may be created on one worker and used on
 // others. Outside a green thread the calls block the OS thread (poll(2)).
+//
+// A Socket is a green::StreamTransport (green/stream_transport.hpp), as a
+// TlsSocket is: a Stream reads and writes either. Its recv() and send_all()
+// are `final`, so calls on a Socket itself are direct, not virtual.
 #pragma once
 
 #include <sys/socket.h>
@@ -45,12 +49,11 @@
 
 #include "green/address.hpp"
 #include "green/detail/fiber.hpp"
+#include "green/stream_transport.hpp"
 
 namespace green {
 
-using MaybeTimeout = std::optional<std::chrono::steady_clock::duration>;
-
-class Socket {
+class Socket : public StreamTransport {
  public:
   Socket() = default;  // no fd (valid() is false)
   // A new socket: e.g. Socket(AF_INET6, SOCK_STREAM). Throws SystemError.
@@ -79,13 +82,13 @@ class Socket {
 
   // ---- data ----------------------------------------------------------------
   // Receives up to n bytes; 0 at end of stream.
-  std::size_t recv(void* buf, std::size_t n, MaybeTimeout timeout = std::nullopt);
+  std::size_t recv(void* buf, std::size_t n, MaybeTimeout timeout = std::nullopt) final;
   // Receives up to max_bytes as a string ("" at end of stream).
   std::string recv(std::size_t max_bytes, MaybeTimeout timeout = std::nullopt);
   // Sends some of data (at least one byte); returns how much.
   std::size_t send(const void* data, std::size_t n, MaybeTimeout timeout = std::nullopt);
   // Sends all of data, waiting as needed; the timeout covers the whole call.
-  void send_all(std::string_view data, MaybeTimeout timeout = std::nullopt);
+  void send_all(std::string_view data, MaybeTimeout timeout = std::nullopt) final;
   void send_all(const void* data, std::size_t n, MaybeTimeout timeout = std::nullopt) {
     send_all(std::string_view(static_cast<const char*>(data), n), timeout);
   }

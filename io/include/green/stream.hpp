@@ -1,7 +1,7 @@
-// green/stream.hpp — buffered reading and writing over a Socket (the talk's
-// sock.makefile()).
+// green/stream.hpp — buffered reading and writing over a Socket or a
+// TlsSocket (the talk's sock.makefile()): over any green::StreamTransport.
 //
-//   green::Stream stream(sock);
+//   green::Stream stream(sock);                  // a Socket or a TlsSocket
 //   for (auto& line : stream.lines()) sock.send_all(line);   // echo
 //
 // Lines. read_line() returns the next line including its '\n' (a "\r\n"
@@ -15,12 +15,13 @@
 // KiB; flush() sends the rest. Destroying a Stream does not flush (a flush
 // can block and fail): call flush() yourself.
 //
-// Blocking, timeouts and errors are the Socket's: its default timeout
-// (Socket::set_timeout) applies to each read and to each flush, and they
-// honour green::Timeout scopes and kill.
+// Blocking, timeouts and errors are the transport's: its default timeout
+// (Socket::set_timeout, TlsSocket::set_timeout) applies to each read and to
+// each flush, and they honour green::Timeout scopes and kill.
 //
-// A Stream refers to its Socket, which must outlive it. Like the Socket, it
-// may be read by one green thread while another writes through it.
+// A Stream refers to its transport, which must outlive it. Like a Socket or
+// a TlsSocket, it may be read by one green thread while another writes
+// through it.
 #pragma once
 
 #include <cstddef>
@@ -30,7 +31,8 @@
 #include <string_view>
 
 #include "green/errors.hpp"
-#include "green/socket.hpp"
+#include "green/socket.hpp"  // the usual transport, for the examples above
+#include "green/stream_transport.hpp"
 
 namespace green {
 
@@ -45,7 +47,7 @@ class Stream {
  public:
   static constexpr std::size_t kDefaultMaxLine = 64 * 1024;
 
-  explicit Stream(Socket& sock, std::size_t max_line = kDefaultMaxLine);
+  explicit Stream(StreamTransport& transport, std::size_t max_line = kDefaultMaxLine);
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
 
@@ -96,13 +98,14 @@ class Stream {
   };
   Lines lines() { return Lines(*this); }
 
-  Socket& socket() noexcept { return sock_; }
+  // What the Stream reads and writes (the Socket or TlsSocket it was made with).
+  StreamTransport& transport() noexcept { return t_; }
 
  private:
   // Reads more into the buffer; false at the end of the stream.
   bool fill();
 
-  Socket& sock_;
+  StreamTransport& t_;
   std::size_t max_line_;
   std::string rbuf_;
   std::size_t rpos_ = 0;  // rbuf_[rpos_..] is unread
