@@ -9,11 +9,13 @@ set -euo pipefail
 packages=(cmake ninja-build g++ libboost-context1.81-dev libboost1.81-dev libtbb-dev
           libgtest-dev libbenchmark-dev libcli11-dev pkgconf)
 # libunwind walks a parked green thread's stack from its saved context for
-# the deadlock report (scheduler/src/unwind.cpp).
+# dump() and the deadlock report (scheduler/src/unwind.cpp).
 packages+=(libunwind-dev)
 # OpenSSL 3 for TLS (io/src/tls_*.cpp); the tests make their certificates
 # with its C API at run time, so the openssl command is not needed.
-packages+=(libssl-dev)
+# ca-certificates: the system CA store that TlsContext::client() and
+# http_get("https://...") trust by default (no test needs it).
+packages+=(libssl-dev ca-certificates)
 # The unmodified blocking libraries that green::monkey's tests and
 # examples/monkey_downloader drive, and the real servers the tests start:
 # PostgreSQL 15 (postgres, initdb; the package also creates the `postgres`

@@ -9,6 +9,7 @@
 #include "green/errors.hpp"
 #include "green/stream.hpp"
 #include "green/timeout.hpp"
+#include "green/tls_socket.hpp"
 
 namespace green {
 
@@ -54,13 +55,19 @@ std::string read_chunked(Stream& in, std::size_t max_body) {
 }  // namespace
 
 Url Url::parse(const std::string& url) {
-  constexpr std::string_view scheme = "http://";
-  if (!std::string_view(url).starts_with(scheme))
-    throw Error("green::Url: only http:// URLs are supported: '" + url + "'");
-  std::string_view rest = std::string_view(url).substr(scheme.size());
+  Url u;
+  std::string_view rest = url;
+  if (rest.starts_with("http://")) {
+    rest.remove_prefix(7);
+  } else if (rest.starts_with("https://")) {
+    rest.remove_prefix(8);
+    u.tls = true;
+    u.port = 443;
+  } else {
+    throw Error("green::Url: only http:// and https:// URLs are supported: '" + url + "'");
+  }
   const std::size_t slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
-  Url u;
   u.path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
   std::string_view port;
   if (authority.starts_with("[")) {
@@ -88,33 +95,65 @@ Url Url::parse(const std::string& url) {
 }
 
 namespace {
-HttpResponse get(const Url& u, MaybeTimeout timeout, std::size_t max_body);
-}  // namespace
+HttpResponse get(const Url& u, const TlsContext* tls, MaybeTimeout timeout, std::size_t max_body);
 
-HttpResponse http_get(const std::string& url, MaybeTimeout timeout, std::size_t max_body) {
+HttpResponse get_within(const std::string& url, const TlsContext* tls, MaybeTimeout timeout,
+                        std::size_t max_body) {
   const Url u = Url::parse(url);
-  if (!timeout || !in_green_thread()) return get(u, timeout, max_body);
+  if (!timeout || !in_green_thread()) return get(u, tls, timeout, max_body);
   // One scope bounds the whole exchange; it surfaces as the call's own
   // timeout, TimeoutError(0), as every timeout parameter in green does.
   Timeout scope(*timeout);
   try {
-    return get(u, timeout, max_body);
+    return get(u, tls, timeout, max_body);
   } catch (const TimeoutError& e) {
     if (e.is(scope)) throw TimeoutError(0);
     throw;
   }
 }
 
+// The system's CA store, loaded once (at the first https:// call without a
+// context of the caller's): reading it takes milliseconds.
+const TlsContext& default_client_context() {
+  static const TlsContext ctx = TlsContext::client();
+  return ctx;
+}
+}  // namespace
+
+HttpResponse http_get(const std::string& url, MaybeTimeout timeout, std::size_t max_body) {
+  return get_within(url, nullptr, timeout, max_body);
+}
+
+HttpResponse http_get(const std::string& url, const TlsContext& tls, MaybeTimeout timeout, std::size_t max_body) {
+  return get_within(url, &tls, timeout, max_body);
+}
+
 namespace {
-HttpResponse get(const Url& u, MaybeTimeout timeout, std::size_t max_body) {
-  Socket sock = create_connection(u.host, u.port, timeout);
-  if (!in_green_thread()) sock.set_timeout(timeout);  // a plain thread: per call
+HttpResponse read_response(Stream& in, std::size_t max_body);
+
+HttpResponse get(const Url& u, const TlsContext* tls, MaybeTimeout timeout, std::size_t max_body) {
   const bool v6 = u.host.find(':') != std::string::npos;
   const std::string host_header =
-      (v6 ? "[" + u.host + "]" : u.host) + (u.port == 80 ? "" : ":" + std::to_string(u.port));
-  sock.send_all("GET " + u.path + " HTTP/1.1\r\nHost: " + host_header +
-                "\r\nUser-Agent: green\r\nAccept: */*\r\nConnection: close\r\n\r\n");
+      (v6 ? "[" + u.host + "]" : u.host) + (u.port == (u.tls ? 443 : 80) ? "" : ":" + std::to_string(u.port));
+  const std::string request = "GET " + u.path + " HTTP/1.1\r\nHost: " + host_header +
+                              "\r\nUser-Agent: green\r\nAccept: */*\r\nConnection: close\r\n\r\n";
+  // On a plain thread the timeout bounds each call instead (no Timeout scope).
+  const MaybeTimeout per_call = in_green_thread() ? std::nullopt : timeout;
+  if (u.tls) {
+    TlsSocket conn = create_tls_connection(u.host, u.port, tls ? *tls : default_client_context(), timeout);
+    conn.set_timeout(per_call);
+    conn.send_all(request);
+    Stream in(conn);
+    return read_response(in, max_body);
+  }
+  Socket sock = create_connection(u.host, u.port, timeout);
+  sock.set_timeout(per_call);
+  sock.send_all(request);
   Stream in(sock);
+  return read_response(in, max_body);
+}
+
+HttpResponse read_response(Stream& in, std::size_t max_body) {
   HttpResponse r;
   const std::string status = trim(need_line(in, "the status line"));
   // "HTTP/1.1 200 OK"
