@@ -721,8 +721,25 @@ GREEN_HOOK ssize_t recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* fr
   return read_like(fd, [=] { return real().recvfrom(fd, buf, n, flags, from, len); });
 }
 
+// recvmsg with MSG_WAITALL, as recv: the first read fills msg (its name,
+// control data and flags, as the kernel would from the first segment); the
+// rest goes into the iovecs past what came, with no room for more control
+// data, and its flags (MSG_TRUNC, MSG_CTRUNC...) are added to msg's.
 GREEN_HOOK ssize_t recvmsg(int fd, msghdr* msg, int flags) {
   if (flags & MSG_DONTWAIT) return real().recvmsg(fd, msg, flags);
+  if (msg && msg->msg_iovlen <= IOV_MAX && wants_all(fd, flags) && ops()) {
+    const int n = static_cast<int>(msg->msg_iovlen);
+    return all_bytes(fd, true, iov_total(msg->msg_iov, n), [=](size_t done) -> ssize_t {
+      if (done == 0) return real().recvmsg(fd, msg, flags);
+      iovec rest[IOV_MAX];
+      msghdr more{};
+      more.msg_iov = rest;
+      more.msg_iovlen = static_cast<size_t>(iov_after(msg->msg_iov, n, done, rest));
+      const ssize_t r = real().recvmsg(fd, &more, flags);
+      if (r >= 0) msg->msg_flags |= more.msg_flags;
+      return r;
+    });
+  }
   return read_like(fd, [=] { return real().recvmsg(fd, msg, flags); });
 }
 

@@ -1,4 +1,4 @@
-// test_calls.cpp — recv's MSG_WAITALL on a blocking view, and the
+// test_calls.cpp — recv's and recvmsg's MSG_WAITALL on a blocking view, and the
 // positional calls (pread, pwrite, preadv, pwritev), which the hooks leave
 // to libc: they work on files and fail with ESPIPE on pipes and sockets,
 // even ones non-blocking underneath.
@@ -73,6 +73,66 @@ TEST(MonkeyCalls, RecvWaitallWaitsForTheWholeLength) {
     ASSERT_TRUE(h.join(5s));
     EXPECT_EQ(r, 4);
     EXPECT_EQ(std::string(buf, 4), "1234");
+  });
+}
+
+// recvmsg's MSG_WAITALL fills every iovec, across reads, and keeps the
+// control data of the first: an fd passed with the first bytes arrives.
+TEST(MonkeyCalls, RecvmsgWaitallFillsEveryIovecAndKeepsTheFirstControlData) {
+  green::Runtime rt(workers(2));
+  rt.run([&] {
+    Pair p;
+    char head[4] = {}, tail[6] = {};
+    iovec iov[2] = {{head, sizeof head}, {tail, sizeof tail}};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 2;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t r = -2;
+    auto g = green::spawn(green::SpawnOptions{.name = "reader"}, [&] { r = ::recvmsg(p.a, &msg, MSG_WAITALL); });
+    ASSERT_TRUE(wait_parked(rt, "reader", "read (hooked)"));
+
+    // The first three bytes carry a pipe's read end.
+    int pipe_fds[2];
+    ASSERT_EQ(::pipe(pipe_fds), 0);
+    char first[3] = {'a', 'b', 'c'};
+    iovec out{first, sizeof first};
+    alignas(cmsghdr) char out_control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr sent{};
+    sent.msg_iov = &out;
+    sent.msg_iovlen = 1;
+    sent.msg_control = out_control;
+    sent.msg_controllen = sizeof out_control;
+    cmsghdr* c = CMSG_FIRSTHDR(&sent);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &pipe_fds[0], sizeof(int));
+    ASSERT_EQ(::sendmsg(p.b, &sent, 0), 3);
+    ASSERT_TRUE(took_all_and_waits(rt, p.a, "reader"));
+    ASSERT_EQ(::write(p.b, "defghijXYZ", 10), 10);
+    ASSERT_TRUE(g.join(5s));
+    EXPECT_EQ(r, 10);
+    EXPECT_EQ(std::string(head, 4), "abcd");
+    EXPECT_EQ(std::string(tail, 6), "efghij");
+    EXPECT_EQ(unread(p.a), 3) << "no byte past the length taken";
+    EXPECT_EQ(msg.msg_flags & MSG_CTRUNC, 0);
+    cmsghdr* got = CMSG_FIRSTHDR(&msg);
+    ASSERT_NE(got, nullptr);
+    ASSERT_EQ(got->cmsg_type, SCM_RIGHTS);
+    int passed = -1;
+    std::memcpy(&passed, CMSG_DATA(got), sizeof(int));
+    ASSERT_GE(passed, 0);
+    // The fd that came is the pipe's read end.
+    ASSERT_EQ(::write(pipe_fds[1], "!", 1), 1);
+    char bang = 0;
+    EXPECT_EQ(::read(passed, &bang, 1), 1);
+    EXPECT_EQ(bang, '!');
+    ::close(passed);
+    ::close(pipe_fds[0]);
+    ::close(pipe_fds[1]);
   });
 }
 

@@ -21,11 +21,13 @@
 // other green threads meanwhile. The hooked calls:
 //
 //   read readv recv recvfrom recvmsg accept accept4    wait until readable
-//   recv recvfrom with MSG_WAITALL on a stream socket  wait until the whole
-//       length came (several reads, waiting between them), or EOF, an error
-//       or an interrupt: then the count so far if any came, else -1/errno.
-//       With MSG_PEEK, or on a datagram socket, one read as without it;
-//       recvmsg's MSG_WAITALL is one read (it returns what one read gives)
+//   recv recvfrom recvmsg with MSG_WAITALL on a stream  wait until the whole
+//       socket  length came (several reads, waiting between them), or EOF,
+//       an error or an interrupt: then the count so far if any came, else
+//       -1/errno. With MSG_PEEK, or on a datagram socket, one read as
+//       without it. recvmsg's name and control data are those of the first
+//       read (later reads have no room for control data; their flags, such
+//       as MSG_CTRUNC, are added to msg_flags)
 //   write writev send sendto sendmsg                   wait until writable;
 //       a blocking write writes everything (after a short write it waits and
 //       writes the rest), as a blocking socket or pipe does; an error or an
