@@ -27,11 +27,23 @@ using green::io_testing::Clock;
 using green::io_testing::ms_since;
 using green::tls_testing::Pki;
 
-// Serves one GET a connection: "/chunked" in two chunks, anything else with
-// a Content-Length; remembers the last request's head.
+// A TLS StreamServer on a free loopback port, with a certificate from a
+// throwaway CA (pki) for localhost and 127.0.0.1, serving one GET a
+// connection: "/chunked" in two chunks, anything else with a
+// Content-Length; it remembers the last request's head. Made (and so
+// started) in a green thread.
 struct HelloServer {
+  Pki pki;
   std::mutex mu;
   std::string last_head;
+  StreamServer server{Address::parse("127.0.0.1:0"), pki.server_context(),
+                      [this](TlsSocket& conn, const Address& peer) { serve(conn, peer); }};
+
+  HelloServer() { server.start(); }
+
+  std::string url(const std::string& host, const std::string& path) const {
+    return "https://" + host + ":" + std::to_string(server.address().port()) + path;
+  }
 
   void serve(TlsSocket& conn, const Address&) {
     green::Stream in(conn);
@@ -87,15 +99,11 @@ TEST(HttpsUrl, SchemeAndDefaultPorts) {
 TEST(HttpsGet, GetsTheResponseOfATlsServer) {
   green::Runtime rt({.workers = 2});
   rt.run([] {
-    Pki pki;
     HelloServer hello;
-    StreamServer server(Address::parse("127.0.0.1:0"), pki.server_context(),
-                        [&](TlsSocket& conn, const Address& peer) { hello.serve(conn, peer); });
-    server.start();
-    const auto port = std::to_string(server.address().port());
-    const auto ctx = pki.client_context();
+    const auto port = std::to_string(hello.server.address().port());
+    const auto ctx = hello.pki.client_context();
 
-    auto r = green::http_get("https://localhost:" + port + "/hello", ctx, 10s);
+    auto r = green::http_get(hello.url("localhost", "/hello"), ctx, 10s);
     EXPECT_EQ(r.status, 200);
     EXPECT_EQ(r.body, "hello over tls");
     const std::string head = hello.head();
@@ -103,33 +111,28 @@ TEST(HttpsGet, GetsTheResponseOfATlsServer) {
     EXPECT_NE(head.find("\r\nHost: localhost:" + port + "\r\n"), std::string::npos) << head;
 
     // Chunked, and a numeric host (the certificate names 127.0.0.1 too).
-    r = green::http_get("https://127.0.0.1:" + port + "/chunked", ctx, 10s);
+    r = green::http_get(hello.url("127.0.0.1", "/chunked"), ctx, 10s);
     EXPECT_EQ(r.status, 200);
     EXPECT_EQ(r.body, "hello in parts");
-    EXPECT_EQ(server.tls_handshake_failures(), 0u);
-    server.stop(1s);
+    EXPECT_EQ(hello.server.tls_handshake_failures(), 0u);
+    hello.server.stop(1s);
   });
 }
 
 TEST(HttpsGet, FromAPlainThread) {
   green::Runtime rt({.workers = 2});
-  Pki pki;
-  HelloServer hello;
-  StreamServer* server = nullptr;
+  HelloServer* hello = nullptr;
   green::Event started, done;
   auto serving = rt.spawn([&] {
-    StreamServer s(Address::parse("127.0.0.1:0"), pki.server_context(),
-                   [&](TlsSocket& conn, const Address& peer) { hello.serve(conn, peer); });
-    s.start();
-    server = &s;
+    HelloServer h;
+    hello = &h;
     started.set();
     done.wait();
-    s.stop(1s);
+    h.server.stop(1s);
   });
   ASSERT_TRUE(started.wait(10s));
-  const auto port = std::to_string(server->address().port());
   std::string body;
-  std::thread plain([&] { body = green::http_get("https://localhost:" + port + "/x", pki.client_context(), 10s).body; });
+  std::thread plain([&] { body = green::http_get(hello->url("localhost", "/x"), hello->pki.client_context(), 10s).body; });
   plain.join();
   EXPECT_EQ(body, "hello over tls");
   done.set();
@@ -141,20 +144,15 @@ TEST(HttpsGet, FromAPlainThread) {
 TEST(HttpsGet, TheDefaultContextRefusesAnUntrustedServer) {
   green::Runtime rt({.workers = 2});
   rt.run([] {
-    Pki pki;
     HelloServer hello;
-    StreamServer server(Address::parse("127.0.0.1:0"), pki.server_context(),
-                        [&](TlsSocket& conn, const Address& peer) { hello.serve(conn, peer); });
-    server.start();
-    const auto url = "https://localhost:" + std::to_string(server.address().port()) + "/hello";
     try {
-      green::http_get(url, 10s);
+      green::http_get(hello.url("localhost", "/hello"), 10s);
       ADD_FAILURE() << "an untrusted server was accepted";
     } catch (const green::TlsError& e) {
       EXPECT_NE(std::string(e.what()).find("certificate verify failed"), std::string::npos) << e.what();
     }
     EXPECT_TRUE(hello.head().empty());  // no request was sent
-    server.stop(1s);
+    hello.server.stop(1s);
   });
 }
 
