@@ -129,7 +129,7 @@ HttpResponse http_get(const std::string& url, const TlsContext& tls, MaybeTimeou
 }
 
 namespace {
-HttpResponse read_response(Stream& in, std::size_t max_body);
+HttpResponse exchange(StreamTransport& conn, const std::string& request, std::size_t max_body);
 
 HttpResponse get(const Url& u, const TlsContext* tls, MaybeTimeout timeout, std::size_t max_body) {
   const bool v6 = u.host.find(':') != std::string::npos;
@@ -142,18 +142,17 @@ HttpResponse get(const Url& u, const TlsContext* tls, MaybeTimeout timeout, std:
   if (u.tls) {
     TlsSocket conn = create_tls_connection(u.host, u.port, tls ? *tls : default_client_context(), timeout);
     conn.set_timeout(per_call);
-    conn.send_all(request);
-    Stream in(conn);
-    return read_response(in, max_body);
+    return exchange(conn, request, max_body);
   }
   Socket sock = create_connection(u.host, u.port, timeout);
   sock.set_timeout(per_call);
-  sock.send_all(request);
-  Stream in(sock);
-  return read_response(in, max_body);
+  return exchange(sock, request, max_body);
 }
 
-HttpResponse read_response(Stream& in, std::size_t max_body) {
+// The request out, the response in, over either kind of connection.
+HttpResponse exchange(StreamTransport& conn, const std::string& request, std::size_t max_body) {
+  conn.send_all(request);
+  Stream in(conn);
   HttpResponse r;
   const std::string status = trim(need_line(in, "the status line"));
   // "HTTP/1.1 200 OK"
