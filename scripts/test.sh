@@ -33,10 +33,13 @@ for cfg in "${configs[@]}"; do
   cmake --build "$dir" -j "$jobs"
   echo "=== [$cfg] ctest"
   start=$(date +%s)
+  rm -f "$dir/Testing/Temporary/LastTestsFailed.log"  # ctest leaves an old one after a clean run
   if ctest --test-dir "$dir" -j "$jobs" --output-on-failure --timeout 300; then
     summary+=("$cfg: passed in $(( $(date +%s) - start ))s")
   else
-    summary+=("$cfg: FAILED")
+    # Name the failures here too: CI keeps only the tail of the log.
+    failed=$(cut -d: -f2 "$dir/Testing/Temporary/LastTestsFailed.log" 2>/dev/null | paste -sd' ' || true)
+    summary+=("$cfg: FAILED: ${failed:-see ctest output above}")
     status=1
   fi
 done
