@@ -126,44 +126,59 @@ int main(int argc, char** argv) {
             for (long seq = 0; seq < o.lines; ++seq)
               sock.send_all(name + " " + std::to_string(seq) + " " + std::to_string(now_ns()) + "\n");
           });
-          std::vector<long> next(users, 0);
-          me.latency_us.reserve(expected_each);
-          // Whole chunks, not line by line: one clock read per chunk (every
-          // line in it had arrived by then) and no string per line, so the
-          // checker keeps up with a fast server.
-          std::string pending;  // unread bytes; a partial line at its end
-          while (me.received < expected_each) {
-            std::string chunk = stream.read_some(64 * 1024);
-            if (chunk.empty()) throw green::Error("server closed the connection");
-            const std::uint64_t t = now_ns();
-            if (pending.empty()) {
-              pending = std::move(chunk);
-            } else {
-              pending += chunk;
-            }
-            std::size_t pos = 0;
-            while (const void* nl = std::memchr(pending.data() + pos, '\n', pending.size() - pos)) {
-              const std::size_t end = static_cast<std::size_t>(static_cast<const char*>(nl) - pending.data());
-              const std::string_view line(pending.data() + pos, end - pos);
-              pos = end + 1;
-              if (line.starts_with("## ")) continue;  // joins and leaves
-              int from;
-              long seq;
-              std::uint64_t sent;
-              if (!parse(line, from, seq, sent) || from < 0 || from >= o.users || from == u ||
-                  seq != next[static_cast<std::size_t>(from)]) {
-                ++me.errors;  // garbled, own, duplicate or out of order
-                continue;
+          auto receive_every_line = [&] {
+            std::vector<long> next(users, 0);
+            me.latency_us.reserve(expected_each);
+            // Whole chunks, not line by line: one clock read per chunk (every
+            // line in it had arrived by then) and no string per line, so the
+            // checker keeps up with a fast server.
+            std::string pending;  // unread bytes; a partial line at its end
+            while (me.received < expected_each) {
+              std::string chunk = stream.read_some(64 * 1024);
+              if (chunk.empty()) throw green::Error("server closed the connection");
+              const std::uint64_t t = now_ns();
+              if (pending.empty()) {
+                pending = std::move(chunk);
+              } else {
+                pending += chunk;
               }
-              ++next[static_cast<std::size_t>(from)];
-              ++me.received;
-              me.latency_us.push_back(
-                  static_cast<std::uint32_t>(std::min<std::uint64_t>((t - sent) / 1000, UINT32_MAX)));
+              std::size_t pos = 0;
+              while (const void* nl = std::memchr(pending.data() + pos, '\n', pending.size() - pos)) {
+                const std::size_t end = static_cast<std::size_t>(static_cast<const char*>(nl) - pending.data());
+                const std::string_view line(pending.data() + pos, end - pos);
+                pos = end + 1;
+                if (line.starts_with("## ")) continue;  // joins and leaves
+                int from;
+                long seq;
+                std::uint64_t sent;
+                if (!parse(line, from, seq, sent) || from < 0 || from >= o.users || from == u ||
+                    seq != next[static_cast<std::size_t>(from)]) {
+                  ++me.errors;  // garbled, own, duplicate or out of order
+                  continue;
+                }
+                ++next[static_cast<std::size_t>(from)];
+                ++me.received;
+                me.latency_us.push_back(
+                    static_cast<std::uint32_t>(std::min<std::uint64_t>((t - sent) / 1000, UINT32_MAX)));
+              }
+              pending.erase(0, pos);
+              std::uint64_t last = last_delivery_ns.load(std::memory_order_relaxed);
+              while (t > last && !last_delivery_ns.compare_exchange_weak(last, t, std::memory_order_relaxed)) {
+              }
             }
-            pending.erase(0, pos);
-            std::uint64_t last = last_delivery_ns.load(std::memory_order_relaxed);
-            while (t > last && !last_delivery_ns.compare_exchange_weak(last, t, std::memory_order_relaxed)) {
-            }
+          };
+          // The sender uses sock and name, which live in this frame: when
+          // receiving fails (the server went away), the sender is killed
+          // before they go, not left sending from freed memory.
+          std::exception_ptr receiving_failed;
+          try {
+            receive_every_line();
+          } catch (...) {
+            receiving_failed = std::current_exception();
+          }
+          if (receiving_failed) {
+            sender.kill();
+            std::rethrow_exception(receiving_failed);
           }
           sender.get();
         } catch (const green::TimeoutError&) {

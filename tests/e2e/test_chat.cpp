@@ -412,3 +412,24 @@ TEST(ChatLoad, SmallRunLosesNothing) {
   EXPECT_NE(r.out.find("every line delivered exactly once, in order"), std::string::npos) << r.out;
   stop(s);
 }
+
+// The server stops (SIGTERM) while every user is sending and receiving: chat_load
+// reports the failures and exits 1. Each user's sender green thread uses
+// the user's socket and name; before the fix it outlived them when the
+// reader failed, and chat_load died of SIGSEGV most times.
+TEST(ChatLoad, ServerGoneMidRunIsReportedNotACrash) {
+  Server s = chat_server();
+  Client watcher = join(s.port(), "watcher");
+  Child load(GREEN_E2E_CHAT_LOAD,
+             {"--port", std::to_string(s.port()), "--users", "200", "--lines", "20000", "--workers", "2", "--timeout",
+              "300"},
+             /*capture_stderr=*/true);
+  for (int seen = 0; seen < (kSanitized ? 1000 : 20000);) {
+    if (!watcher.line(deadline_in(4 * kWait)).starts_with("## ")) ++seen;
+  }
+  s.child().terminate();
+  const auto [out, err] = load.read_all_and_stderr(deadline_in(4 * kWait));
+  EXPECT_EQ(load.exit_code(), 1) << err;
+  EXPECT_NE(out.find("users_joined=200 "), std::string::npos) << out;
+  EXPECT_NE(err.find("chat_load: a user failed: "), std::string::npos) << err;
+}
