@@ -12,6 +12,7 @@
 
 #include "fd_table.hpp"
 #include "green/current.hpp"
+#include "green/detail/park.hpp"
 #include "green/errors.hpp"
 #include "green/fd.hpp"
 #include "green/offload.hpp"
@@ -62,6 +63,11 @@ int Socket::checked_fd(const char* op) const {
   return fd;
 }
 
+int Socket::transfer_fd(const char* op) const {
+  detail::throw_if_interrupted();
+  return checked_fd(op);
+}
+
 detail::Deadline Socket::deadline_for(MaybeTimeout timeout) const noexcept {
   if (!timeout) timeout = timeout_;
   return timeout ? detail::deadline_after(*timeout) : detail::kNoDeadline;
@@ -105,7 +111,7 @@ void Socket::listen(int backlog) {
 
 void Socket::connect(const Address& addr, MaybeTimeout timeout) {
   const auto deadline = deadline_for(timeout);
-  const int fd = checked_fd("connect");
+  const int fd = transfer_fd("connect");
   int r;
   do {
     r = ::connect(fd, addr.data(), addr.size());
@@ -125,7 +131,7 @@ std::pair<Socket, Address> Socket::accept(MaybeTimeout timeout) {
   for (;;) {
     Address peer;
     socklen_t len = Address::capacity();
-    const int fd = ::accept4(checked_fd("accept"), peer.data(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    const int fd = ::accept4(transfer_fd("accept"), peer.data(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       peer.set_size(len);
       spend_budget();
@@ -145,7 +151,7 @@ std::size_t Socket::recv(void* buf, std::size_t n, MaybeTimeout timeout) {
   detail::Deadline deadline{};
   bool have_deadline = false;
   for (;;) {
-    const ssize_t r = ::recv(checked_fd("recv"), buf, n, 0);
+    const ssize_t r = ::recv(transfer_fd("recv"), buf, n, 0);
     if (r >= 0) {
       spend_budget();
       return static_cast<std::size_t>(r);
@@ -170,7 +176,7 @@ std::size_t Socket::send(const void* data, std::size_t n, MaybeTimeout timeout) 
   detail::Deadline deadline{};
   bool have_deadline = false;
   for (;;) {
-    const ssize_t r = ::send(checked_fd("send"), data, n, MSG_NOSIGNAL);
+    const ssize_t r = ::send(transfer_fd("send"), data, n, MSG_NOSIGNAL);
     if (r >= 0) {
       spend_budget();
       return static_cast<std::size_t>(r);
@@ -188,7 +194,7 @@ std::size_t Socket::send(const void* data, std::size_t n, MaybeTimeout timeout) 
 void Socket::send_all(std::string_view data, MaybeTimeout timeout) {
   const auto deadline = deadline_for(timeout);
   while (!data.empty()) {
-    const ssize_t r = ::send(checked_fd("send"), data.data(), data.size(), MSG_NOSIGNAL);
+    const ssize_t r = ::send(transfer_fd("send"), data.data(), data.size(), MSG_NOSIGNAL);
     if (r >= 0) {
       data.remove_prefix(static_cast<std::size_t>(r));
       spend_budget();
@@ -204,7 +210,7 @@ std::size_t Socket::send_to(std::string_view data, const Address& to, MaybeTimeo
   detail::Deadline deadline{};
   bool have_deadline = false;
   for (;;) {
-    const ssize_t r = ::sendto(checked_fd("sendto"), data.data(), data.size(), MSG_NOSIGNAL,
+    const ssize_t r = ::sendto(transfer_fd("sendto"), data.data(), data.size(), MSG_NOSIGNAL,
                                to.data(), to.size());
     if (r >= 0) {
       spend_budget();
@@ -227,7 +233,7 @@ std::pair<std::string, Address> Socket::recv_from(std::size_t max_bytes, MaybeTi
   for (;;) {
     Address from;
     socklen_t len = Address::capacity();
-    const ssize_t r = ::recvfrom(checked_fd("recvfrom"), buf.data(), buf.size(), 0, from.data(), &len);
+    const ssize_t r = ::recvfrom(transfer_fd("recvfrom"), buf.data(), buf.size(), 0, from.data(), &len);
     if (r >= 0) {
       from.set_size(len);
       buf.resize(static_cast<std::size_t>(r));

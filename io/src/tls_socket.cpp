@@ -55,6 +55,7 @@
 #include "fd_table.hpp"
 #include "green/current.hpp"
 #include "green/detail/fd_wait.hpp"
+#include "green/detail/park.hpp"
 #include "green/lock.hpp"
 #include "openssl_errors.hpp"
 
@@ -466,6 +467,7 @@ std::size_t TlsSocket::recv(void* buf, std::size_t n, MaybeTimeout timeout) {
   TlsState& s = *st_;
   if (s.closed.load(std::memory_order_acquire)) throw SystemError(EBADF, op);
   if (n == 0) return 0;
+  detail::throw_if_interrupted();  // an interruption point, as Socket's calls are (socket.hpp)
   ReaderMark mark(s);
   const Deadline deadline = deadline_for(s.sock, timeout);
   const int want = static_cast<int>(std::min<std::size_t>(n, INT_MAX));
@@ -512,6 +514,7 @@ void TlsSocket::send_all(std::string_view data, MaybeTimeout timeout) {
   if (!st_) throw SystemError(EBADF, op);
   TlsState& s = *st_;
   if (s.closed.load(std::memory_order_acquire)) throw SystemError(EBADF, op);
+  detail::throw_if_interrupted();
   const Deadline deadline = deadline_for(s.sock, timeout);
   SendSide side(s, deadline, op);
   while (!data.empty()) {

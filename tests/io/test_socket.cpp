@@ -493,6 +493,45 @@ TEST(SocketKill, BlockedInRecv) {
   });
 }
 
+// A kill that finds its target running is thrown at the target's next
+// socket call, also one that would not wait: here every recv finds data
+// ready, and the kill comes at the first recv after it, not at the next
+// yield (which comes every 64 calls that did not wait).
+TEST(SocketKill, RunningGreenThreadGetsItAtItsNextTransferThatNeedsNoWait) {
+  green::Runtime rt({.workers = 2});
+  rt.run([] {
+    auto [c, s] = tcp_pair();
+    c.send_all(std::string(1000, 'x'));
+    std::atomic<int> phase{0};  // 1: the victim runs on, waiting for the kill; 2: the kill is pending
+    std::atomic<int> calls_after_kill{-1};
+    auto victim = green::spawn([&s = s, &phase, &calls_after_kill] {
+      EXPECT_EQ(recv_n(s, 10), std::string(10, 'x'));  // the rest is there now: no recv below waits
+      phase = 1;
+      phase.notify_one();
+      const auto give_up = Clock::now() + 10s;
+      while (phase.load() != 2 && Clock::now() < give_up) {
+      }
+      ASSERT_EQ(phase.load(), 2) << "the kill never came";
+      calls_after_kill = 0;
+      char b;
+      for (int i = 0; i < 500; ++i) {
+        s.recv(&b, 1);
+        ++calls_after_kill;
+      }
+    });
+    std::thread killer([&] {
+      phase.wait(0);
+      victim.kill(false);  // holds the kill: the victim is running, not parked
+      phase = 2;
+    });
+    EXPECT_TRUE(victim.join(10s));
+    if (phase.exchange(3) == 0) phase.notify_one();  // the victim failed before phase 1: free the killer
+    killer.join();
+    EXPECT_TRUE(victim.killed());
+    EXPECT_EQ(calls_after_kill.load(), 0);
+  });
+}
+
 TEST(SocketKill, BlockedInSend) {
   green::Runtime rt({.workers = 2});
   rt.run([&rt] {

@@ -15,8 +15,12 @@
 // socket's default timeout applies (set_timeout(); none by default, as in
 // gevent). When it passes the call throws green::TimeoutError with
 // scope_id() 0 (as Greenlet::get(timeout) does). Calls also honour
-// green::Timeout scopes and kill. A recv or send interrupted this way has
-// transferred nothing; send_all may have sent part of its data.
+// green::Timeout scopes and kill. Every call that transfers data (or
+// accepts, or connects) is an interruption point, also when its data is
+// ready and it would not wait: a kill, or a Timeout that has fired, pending
+// when the call starts is thrown before anything moves. A recv or send
+// interrupted this way has transferred nothing; send_all may have sent part
+// of its data.
 //
 // Errors are green::SystemError with errno, the operation and the address,
 // e.g. "connect 127.0.0.1:9: Connection refused". A peer that resets the
@@ -115,6 +119,12 @@ class Socket : public StreamTransport {
  private:
   explicit Socket(int fd) noexcept : fd_(fd) {}
   int checked_fd(const char* op) const;
+  // checked_fd() for one transfer (recv, send, accept, connect...): a kill
+  // or fired Timeout pending for the calling green thread is thrown first,
+  // before any byte moves. Every I/O call is an interruption point, not only
+  // one that has to wait: a killed green thread whose peer keeps up would
+  // otherwise run on until its next yield.
+  int transfer_fd(const char* op) const;
   detail::Deadline deadline_for(MaybeTimeout timeout) const noexcept;
   // Waits for readiness after EAGAIN; throws TimeoutError(0) past deadline.
   void wait(bool for_read, detail::Deadline deadline, const char* op);

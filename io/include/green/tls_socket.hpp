@@ -21,7 +21,8 @@
 // Timeouts and interrupts are Socket's: each blocking call takes an optional
 // timeout, the default being the underlying socket's (set_timeout() sets
 // it); past it the call throws green::TimeoutError(0). green::Timeout scopes
-// and kill end a blocked call, the handshake included, at once. A recv that
+// and kill end a blocked call, the handshake included, at once; recv and
+// send_all are interruption points also when they would not wait. A recv that
 // ends so has returned nothing (bytes that arrived meanwhile stay buffered
 // for the next recv); a send_all that ends so may have sent part of its
 // data, and whole TLS records it had already encrypted go out ahead of the
