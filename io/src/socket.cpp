@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "fd_table.hpp"
+#include "io_budget.hpp"
 #include "green/current.hpp"
 #include "green/detail/park.hpp"
 #include "green/errors.hpp"
@@ -47,7 +48,7 @@ Socket& Socket::operator=(Socket&& other) noexcept {
     close();
     fd_.store(other.fd_.exchange(-1, std::memory_order_acq_rel), std::memory_order_release);
     timeout_ = other.timeout_;
-    calls_without_wait_.store(0, std::memory_order_relaxed);
+    io_detail::reset_io_budget(io_spent_);
   }
   return *this;
 }
@@ -74,17 +75,13 @@ detail::Deadline Socket::deadline_for(MaybeTimeout timeout) const noexcept {
 }
 
 void Socket::wait(bool for_read, detail::Deadline deadline, const char* op) {
-  calls_without_wait_.store(0, std::memory_order_relaxed);
+  io_detail::reset_io_budget(io_spent_);
   const int fd = checked_fd(op);
   const auto dir = for_read ? io_detail::Direction::read : io_detail::Direction::write;
   if (!io_detail::wait_fd(fd, dir, deadline, op)) throw TimeoutError(0);
 }
 
-void Socket::spend_budget() {
-  if (calls_without_wait_.fetch_add(1, std::memory_order_relaxed) + 1 < kBudget) return;
-  calls_without_wait_.store(0, std::memory_order_relaxed);
-  if (in_green_thread()) green::yield();
-}
+void Socket::spend_budget(std::size_t bytes) { io_detail::spend_io_budget(io_spent_, bytes); }
 
 void Socket::fail(int err, const char* op) const {
   std::string what = op;
@@ -134,7 +131,7 @@ std::pair<Socket, Address> Socket::accept(MaybeTimeout timeout) {
     const int fd = ::accept4(transfer_fd("accept"), peer.data(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       peer.set_size(len);
-      spend_budget();
+      spend_budget(0);
       return {Socket(fd), peer};
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -153,7 +150,7 @@ std::size_t Socket::recv(void* buf, std::size_t n, MaybeTimeout timeout) {
   for (;;) {
     const ssize_t r = ::recv(transfer_fd("recv"), buf, n, 0);
     if (r >= 0) {
-      spend_budget();
+      spend_budget(static_cast<std::size_t>(r));
       return static_cast<std::size_t>(r);
     }
     if (errno == EINTR) continue;
@@ -178,7 +175,7 @@ std::size_t Socket::send(const void* data, std::size_t n, MaybeTimeout timeout) 
   for (;;) {
     const ssize_t r = ::send(transfer_fd("send"), data, n, MSG_NOSIGNAL);
     if (r >= 0) {
-      spend_budget();
+      spend_budget(static_cast<std::size_t>(r));
       return static_cast<std::size_t>(r);
     }
     if (errno == EINTR) continue;
@@ -197,7 +194,7 @@ void Socket::send_all(std::string_view data, MaybeTimeout timeout) {
     const ssize_t r = ::send(transfer_fd("send"), data.data(), data.size(), MSG_NOSIGNAL);
     if (r >= 0) {
       data.remove_prefix(static_cast<std::size_t>(r));
-      spend_budget();
+      spend_budget(static_cast<std::size_t>(r));
       continue;
     }
     if (errno == EINTR) continue;
@@ -213,7 +210,7 @@ std::size_t Socket::send_to(std::string_view data, const Address& to, MaybeTimeo
     const ssize_t r = ::sendto(transfer_fd("sendto"), data.data(), data.size(), MSG_NOSIGNAL,
                                to.data(), to.size());
     if (r >= 0) {
-      spend_budget();
+      spend_budget(static_cast<std::size_t>(r));
       return static_cast<std::size_t>(r);
     }
     if (errno == EINTR) continue;
@@ -237,7 +234,7 @@ std::pair<std::string, Address> Socket::recv_from(std::size_t max_bytes, MaybeTi
     if (r >= 0) {
       from.set_size(len);
       buf.resize(static_cast<std::size_t>(r));
-      spend_budget();
+      spend_budget(buf.size());
       return {std::move(buf), from};
     }
     if (errno == EINTR) continue;

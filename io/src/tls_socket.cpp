@@ -57,6 +57,7 @@
 #include "green/detail/fd_wait.hpp"
 #include "green/detail/park.hpp"
 #include "green/lock.hpp"
+#include "io_budget.hpp"
 #include "openssl_errors.hpp"
 
 namespace green {
@@ -82,7 +83,7 @@ struct TlsState {
 
   std::atomic<bool> reading{false};  // a green thread is in recv()
   std::atomic<bool> closed{false};
-  std::atomic<unsigned> calls_without_wait{0};  // Socket's yield heuristic
+  std::atomic<unsigned> io_spent{0};  // Socket's yield heuristic (io_budget.hpp)
 
   TlsState() = default;
   TlsState(const TlsState&) = delete;
@@ -101,7 +102,6 @@ using detail::Deadline;
 constexpr std::size_t kRecord = 16 * 1024;      // plaintext per SSL_write (one record)
 constexpr std::size_t kSendBatch = 64 * 1024;   // ciphertext gathered per send(2)
 constexpr std::size_t kRecvChunk = 16 * 1024 + 512;  // a whole record and its overhead
-constexpr unsigned kBudget = 64;  // as Socket: yield every 64 calls that did not wait
 
 Deadline deadline_for(const Socket& sock, MaybeTimeout timeout) {
   if (!timeout) timeout = sock.timeout();
@@ -154,14 +154,10 @@ std::string failure_text(const TlsState& s, int ssl_error) {
   return why;
 }
 
-void spend_budget(TlsState& s) {
-  if (s.calls_without_wait.fetch_add(1, std::memory_order_relaxed) + 1 < kBudget) return;
-  s.calls_without_wait.store(0, std::memory_order_relaxed);
-  if (in_green_thread()) green::yield();
-}
+void spend_budget(TlsState& s, std::size_t bytes) { io_detail::spend_io_budget(s.io_spent, bytes); }
 
 void wait_for(TlsState& s, int fd, io_detail::Direction dir, Deadline deadline, const char* op) {
-  s.calls_without_wait.store(0, std::memory_order_relaxed);
+  io_detail::reset_io_budget(s.io_spent);
   if (!io_detail::wait_fd(fd, dir, deadline, op)) throw TimeoutError(0);
 }
 
@@ -493,7 +489,7 @@ std::size_t TlsSocket::recv(void* buf, std::size_t n, MaybeTimeout timeout) {
     }
     if (output) send_reader_output(s);
     if (r > 0) {
-      spend_budget(s);
+      spend_budget(s, static_cast<std::size_t>(r));
       return static_cast<std::size_t>(r);
     }
     if (err == SSL_ERROR_ZERO_RETURN) return 0;
@@ -517,6 +513,7 @@ void TlsSocket::send_all(std::string_view data, MaybeTimeout timeout) {
   detail::throw_if_interrupted();
   const Deadline deadline = deadline_for(s.sock, timeout);
   SendSide side(s, deadline, op);
+  std::size_t unspent = 0;  // plaintext not yet counted against the budget
   while (!data.empty()) {
     const std::size_t piece = std::min(data.size(), kRecord);
     int r = 0;
@@ -532,10 +529,15 @@ void TlsSocket::send_all(std::string_view data, MaybeTimeout timeout) {
     }
     if (r <= 0) throw TlsError(with_peer(s, op), why);
     data.remove_prefix(static_cast<std::size_t>(r));
-    if (batch_full || data.empty()) push(s, deadline, op, OnFull::wait);
+    unspent += static_cast<std::size_t>(r);
+    if (batch_full || data.empty()) {
+      push(s, deadline, op, OnFull::wait);
+      // A long send_all yields on the way, as Socket's does.
+      if (!data.empty()) spend_budget(s, std::exchange(unspent, 0));
+    }
   }
   side.release();
-  spend_budget(s);
+  spend_budget(s, unspent);
 }
 
 std::size_t TlsSocket::send(const void* data, std::size_t n, MaybeTimeout timeout) {

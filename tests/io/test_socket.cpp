@@ -864,6 +864,36 @@ TEST(SocketLeak, SequentialConnectCloseLeaksNoFd) {
 }
 
 // ---------------------------------------------------------------------------
+// A green thread whose socket calls never wait yields after 64 of them, or
+// sooner when they move much data: a unit for each call and for each 4 KiB,
+// 64 units a turn (io/src/io_budget.hpp), so at most 256 KiB and one call.
+
+TEST(SocketYield, AReaderWhoseDataIsReadyYieldsWithinAQuarterMebibyte) {
+  green::Runtime rt({.workers = 1});
+  rt.run([] {
+    auto [c, s] = tcp_pair();
+    const int big = 1 << 20;  // the kernel caps it (net.core.rmem_max/wmem_max), at 416 KiB by default
+    ASSERT_EQ(::setsockopt(s.fd(), SOL_SOCKET, SO_RCVBUF, &big, sizeof big), 0);
+    ASSERT_EQ(::setsockopt(c.fd(), SOL_SOCKET, SO_SNDBUF, &big, sizeof big), 0);
+    const std::size_t ready = 384 << 10;
+    c.send_all(std::string(ready, 'x'), 5s);  // fits the two buffers: every recv below finds data
+    std::size_t taken = 0;
+    std::size_t taken_when_other_ran = 0;
+    // Spawned in this order on one worker: the reader runs first, and the
+    // other only when the reader yields or waits.
+    auto reader = green::spawn([&s = s, &taken, ready] {
+      std::vector<char> buf(64 << 10);
+      while (taken < ready) taken += s.recv(buf.data(), buf.size(), 5s);
+    });
+    auto other = green::spawn([&] { taken_when_other_ran = taken; });
+    reader.get(10s);
+    other.get(10s);
+    EXPECT_GT(taken_when_other_ran, 0u);
+    EXPECT_LE(taken_when_other_ran, std::size_t{320} << 10) << "the reader kept its worker";
+  });
+}
+
+// ---------------------------------------------------------------------------
 // A busy worker's fds are served by an idle worker (steal.cpp's
 // poll_busy_hubs: an idle worker polls a busy peer's hub every 1 ms).
 

@@ -9,7 +9,8 @@
 // The fd is always non-blocking underneath. Each call tries the system call
 // first and waits for readiness (green/fd.hpp) only on EAGAIN. A green thread
 // whose socket is always ready yields to its worker's other green threads
-// every 64 calls that did not have to wait, so it cannot monopolise it.
+// every 64 calls that did not have to wait, or sooner when they moved much
+// data (every 256 KiB), so it cannot monopolise it.
 //
 // Timeouts. Every blocking call takes an optional timeout; without one, the
 // socket's default timeout applies (set_timeout(); none by default, as in
@@ -128,17 +129,15 @@ class Socket : public StreamTransport {
   detail::Deadline deadline_for(MaybeTimeout timeout) const noexcept;
   // Waits for readiness after EAGAIN; throws TimeoutError(0) past deadline.
   void wait(bool for_read, detail::Deadline deadline, const char* op);
-  // Counts a call that did not wait; yields every kBudget of them.
-  void spend_budget();
+  // Counts a call that did not wait and the bytes it moved; yields when the
+  // budget is spent (io/src/io_budget.hpp).
+  void spend_budget(std::size_t bytes);
   [[noreturn]] void fail(int err, const char* op) const;
   void set_flag(int level, int name, bool on, const char* what);
 
-  static constexpr unsigned kBudget = 64;
   std::atomic<int> fd_{-1};  // atomic: close() may race a blocked reader
   MaybeTimeout timeout_;
-  // Shared by a reader and a writer green thread; only a heuristic, so
-  // relaxed increments suffice.
-  std::atomic<unsigned> calls_without_wait_{0};
+  std::atomic<unsigned> io_spent_{0};  // spend_budget()'s, shared by a reader and a writer
 };
 
 // Resolves host (a name or a numeric address) for `port` off the workers
