@@ -15,7 +15,8 @@ configs=("$@")
 [[ ${#configs[@]} -eq 0 ]] && configs=(release tsan asan)
 
 # Sanitizer reports fail the run: halt_on_error makes any report a non-zero exit.
-export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
+# tests/tsan.supp: reports inside libraries not built for TSan (each explained there).
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp ${TSAN_OPTIONS:-}"
 export ASAN_OPTIONS="halt_on_error=1 detect_leaks=1 ${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1 ${UBSAN_OPTIONS:-}"
 
