@@ -81,8 +81,6 @@ void Socket::wait(bool for_read, detail::Deadline deadline, const char* op) {
   if (!io_detail::wait_fd(fd, dir, deadline, op)) throw TimeoutError(0);
 }
 
-void Socket::spend_budget(std::size_t bytes) { io_detail::spend_io_budget(io_spent_, bytes); }
-
 void Socket::fail(int err, const char* op) const {
   std::string what = op;
   const int fd = this->fd();
@@ -131,7 +129,7 @@ std::pair<Socket, Address> Socket::accept(MaybeTimeout timeout) {
     const int fd = ::accept4(transfer_fd("accept"), peer.data(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       peer.set_size(len);
-      spend_budget(0);
+      io_detail::spend_io_budget(io_spent_, 0);
       return {Socket(fd), peer};
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -150,7 +148,7 @@ std::size_t Socket::recv(void* buf, std::size_t n, MaybeTimeout timeout) {
   for (;;) {
     const ssize_t r = ::recv(transfer_fd("recv"), buf, n, 0);
     if (r >= 0) {
-      spend_budget(static_cast<std::size_t>(r));
+      io_detail::spend_io_budget(io_spent_, static_cast<std::size_t>(r));
       return static_cast<std::size_t>(r);
     }
     if (errno == EINTR) continue;
@@ -175,7 +173,7 @@ std::size_t Socket::send(const void* data, std::size_t n, MaybeTimeout timeout) 
   for (;;) {
     const ssize_t r = ::send(transfer_fd("send"), data, n, MSG_NOSIGNAL);
     if (r >= 0) {
-      spend_budget(static_cast<std::size_t>(r));
+      io_detail::spend_io_budget(io_spent_, static_cast<std::size_t>(r));
       return static_cast<std::size_t>(r);
     }
     if (errno == EINTR) continue;
@@ -194,7 +192,7 @@ void Socket::send_all(std::string_view data, MaybeTimeout timeout) {
     const ssize_t r = ::send(transfer_fd("send"), data.data(), data.size(), MSG_NOSIGNAL);
     if (r >= 0) {
       data.remove_prefix(static_cast<std::size_t>(r));
-      spend_budget(static_cast<std::size_t>(r));
+      io_detail::spend_io_budget(io_spent_, static_cast<std::size_t>(r));
       continue;
     }
     if (errno == EINTR) continue;
@@ -210,7 +208,7 @@ std::size_t Socket::send_to(std::string_view data, const Address& to, MaybeTimeo
     const ssize_t r = ::sendto(transfer_fd("sendto"), data.data(), data.size(), MSG_NOSIGNAL,
                                to.data(), to.size());
     if (r >= 0) {
-      spend_budget(static_cast<std::size_t>(r));
+      io_detail::spend_io_budget(io_spent_, static_cast<std::size_t>(r));
       return static_cast<std::size_t>(r);
     }
     if (errno == EINTR) continue;
@@ -234,7 +232,7 @@ std::pair<std::string, Address> Socket::recv_from(std::size_t max_bytes, MaybeTi
     if (r >= 0) {
       from.set_size(len);
       buf.resize(static_cast<std::size_t>(r));
-      spend_budget(buf.size());
+      io_detail::spend_io_budget(io_spent_, buf.size());
       return {std::move(buf), from};
     }
     if (errno == EINTR) continue;

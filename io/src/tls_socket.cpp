@@ -154,8 +154,6 @@ std::string failure_text(const TlsState& s, int ssl_error) {
   return why;
 }
 
-void spend_budget(TlsState& s, std::size_t bytes) { io_detail::spend_io_budget(s.io_spent, bytes); }
-
 void wait_for(TlsState& s, int fd, io_detail::Direction dir, Deadline deadline, const char* op) {
   io_detail::reset_io_budget(s.io_spent);
   if (!io_detail::wait_fd(fd, dir, deadline, op)) throw TimeoutError(0);
@@ -489,7 +487,7 @@ std::size_t TlsSocket::recv(void* buf, std::size_t n, MaybeTimeout timeout) {
     }
     if (output) send_reader_output(s);
     if (r > 0) {
-      spend_budget(s, static_cast<std::size_t>(r));
+      io_detail::spend_io_budget(s.io_spent, static_cast<std::size_t>(r));
       return static_cast<std::size_t>(r);
     }
     if (err == SSL_ERROR_ZERO_RETURN) return 0;
@@ -533,11 +531,11 @@ void TlsSocket::send_all(std::string_view data, MaybeTimeout timeout) {
     if (batch_full || data.empty()) {
       push(s, deadline, op, OnFull::wait);
       // A long send_all yields on the way, as Socket's does.
-      if (!data.empty()) spend_budget(s, std::exchange(unspent, 0));
+      if (!data.empty()) io_detail::spend_io_budget(s.io_spent, std::exchange(unspent, 0));
     }
   }
   side.release();
-  spend_budget(s, unspent);
+  io_detail::spend_io_budget(s.io_spent, unspent);
 }
 
 std::size_t TlsSocket::send(const void* data, std::size_t n, MaybeTimeout timeout) {

@@ -129,15 +129,12 @@ class Socket : public StreamTransport {
   detail::Deadline deadline_for(MaybeTimeout timeout) const noexcept;
   // Waits for readiness after EAGAIN; throws TimeoutError(0) past deadline.
   void wait(bool for_read, detail::Deadline deadline, const char* op);
-  // Counts a call that did not wait and the bytes it moved; yields when the
-  // budget is spent (io/src/io_budget.hpp).
-  void spend_budget(std::size_t bytes);
   [[noreturn]] void fail(int err, const char* op) const;
   void set_flag(int level, int name, bool on, const char* what);
 
   std::atomic<int> fd_{-1};  // atomic: close() may race a blocked reader
   MaybeTimeout timeout_;
-  std::atomic<unsigned> io_spent_{0};  // spend_budget()'s, shared by a reader and a writer
+  std::atomic<unsigned> io_spent_{0};  // io_detail::spend_io_budget()'s, shared by a reader and a writer
 };
 
 // Resolves host (a name or a numeric address) for `port` off the workers
