@@ -194,17 +194,13 @@ class Room {
   // At shutdown: nothing more is relayed, and every user is dropped.
   void close() {
     closed_.store(true);
-    drop_all();
-  }
-  bool closed() const { return closed_.load(std::memory_order_relaxed); }
-
-  void drop_all() {
     // Hold the snapshot: a range-for over *users_.load() would free the
     // temporary shared_ptr before the loop runs, and a leave in the meantime
     // would free the map under it.
     const auto users = users_.load();
     for (const auto& [name, user] : *users) drop(*user);
   }
+  bool closed() const { return closed_.load(std::memory_order_relaxed); }
 
  private:
   const Options& options_;
